@@ -1,0 +1,76 @@
+"""The provaudit click group. Commands live one per module and are imported only when invoked."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from audit import __version__
+
+# command name -> (module, attribute); imported lazily so `provaudit --help` stays instant.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "fingerprint": ("audit.cli.fingerprint_cmd", "fingerprint", "Fingerprint a model's architecture, tokenizer and weights."),
+    "compare": ("audit.cli.compare_cmd", "compare", "Compare a candidate model with one reference."),
+    "audit": ("audit.cli.audit_cmd", "audit_", "Audit a model against several references; name the best parent."),
+    "demo": ("audit.cli.demo_cmd", "demo", "Run a real audit on SmolLM2-135M and copies derived from it."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module only when that command runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="provaudit")
+def cli() -> None:
+    """provaudit: audit where a language model really came from, with evidence."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn errors into one line on stderr and an exit status."""
+    from audit.errors import InputError
+
+    try:
+        cli.main(args=argv, standalone_mode=False, prog_name="provaudit")
+    except click.exceptions.Abort:
+        click.echo("provaudit: aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.ClickException as exc:  # usage errors
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except InputError as exc:
+        click.echo(f"provaudit: error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("provaudit: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - last-resort: one line, exit 1
+        if _debug():
+            raise
+        click.echo(f"provaudit: internal error: {type(exc).__name__}: {exc} (set PROVAUDIT_DEBUG=1 for a traceback)", err=True)
+        sys.exit(1)
+    sys.exit(0)
+
+
+def _debug() -> bool:
+    import os
+
+    return os.environ.get("PROVAUDIT_DEBUG", "") not in ("", "0")

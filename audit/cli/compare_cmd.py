@@ -1,0 +1,29 @@
+"""`provaudit compare CANDIDATE REFERENCE`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from audit.cli.emit import emit
+from audit.cli.options import model_options, output_options
+from audit.cli.progress import progress
+
+
+@click.command("compare")
+@click.argument("candidate")
+@click.argument("reference")
+@click.option("--name", help="Name for the candidate in the report (default: its file or folder name).")
+@click.option("--reference-name", help="Name for the reference (default: its file or folder name).")
+@output_options
+@model_options
+def compare(candidate: str, reference: str, name: str | None, reference_name: str | None, json_path: str | None,
+            html_path: str | None, seed: int, allow_pickle: bool, quiet: bool) -> None:
+    """Compare CANDIDATE with REFERENCE from the weights: original, derived, fine-tuned or inconclusive."""
+    from audit.lineage.run import run_lineage
+
+    with progress(quiet) as bar:
+        record = run_lineage(candidate, [(reference, reference_name)], command="compare", argv=sys.argv[1:],
+                             allow_pickle=allow_pickle, seed=seed, name=name, progress=bar)
+    emit(record, json_path, html_path, quiet)

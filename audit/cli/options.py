@@ -1,0 +1,20 @@
+"""Option decorators shared by several commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+
+def output_options(f: Callable) -> Callable:
+    f = click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML report.")(f)
+    f = click.option("--json", "json_path", type=str, help="Write the JSON record to FILE ('-' for stdout).")(f)
+    return f
+
+
+def model_options(f: Callable) -> Callable:
+    f = click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and null permutations.")(f)
+    f = click.option("--allow-pickle", is_flag=True, help="Load pickled .bin/.pt weights (torch.load, weights_only=True).")(f)
+    f = click.option("--quiet", "-q", is_flag=True, help="No progress bar, no terminal summary.")(f)
+    return f

@@ -1,0 +1,1 @@
+"""Fingerprints of a checkpoint: architecture (roles, shapes), tokenizer, weights."""

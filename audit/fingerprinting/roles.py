@@ -1,0 +1,187 @@
+"""Map tensor names to roles (embed, q, k, ..., down) and layer indices, from naming schemes kept as data.
+
+When no scheme fits, a structural fallback groups tensors by the block number in their names and
+assigns roles from name hints and shapes, so renamed checkpoints stay comparable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from audit.checkpoint.model import TensorInfo
+
+# Which side of a weight matrix lives in the residual ("hidden") space. For (out, in) matrices:
+INPUT_HIDDEN = {"q", "k", "v", "qkv", "gate", "up", "gate_up", "router"}
+OUTPUT_HIDDEN = {"o", "down"}
+VOCAB_ROLES = {"embed", "lm_head"}
+NORM_ROLES = {"attn_norm", "mlp_norm", "post_attn_norm", "post_mlp_norm", "final_norm", "embed_norm"}
+
+# name hints for the structural fallback: role -> regex on the tensor name
+_HINTS = [
+    ("qkv", r"(qkv|query_key_value|c_attn|w_pack)"),
+    ("q", r"(^|[._])(wq|q|query|q_proj|to_q)([._]|$)"),
+    ("k", r"(^|[._])(wk|k|key|k_proj|to_k)([._]|$)"),
+    ("v", r"(^|[._])(wv|v|value|v_proj|to_v)([._]|$)"),
+    ("o", r"(^|[._])(wo|o|out|o_proj|out_proj|attn_out|to_out)([._]|$)"),
+    ("gate", r"(^|[._])(w1|gate|gate_proj|w_gate)([._]|$)"),
+    ("up", r"(^|[._])(w3|up|up_proj|w_in|fc1|c_fc|w_up)([._]|$)"),
+    ("down", r"(^|[._])(w2|down|down_proj|w_out|fc2|w_down)([._]|$)"),
+]
+
+
+@dataclass(frozen=True)
+class Role:
+    role: str
+    layer: int | None
+    transpose: bool = False
+
+
+@dataclass
+class RoleMap:
+    scheme: str
+    roles: dict[str, Role]  # tensor name -> role
+    unmatched: list[str]
+
+    def layers(self) -> list[int]:
+        return sorted({r.layer for r in self.roles.values() if r.layer is not None})
+
+    def by_layer(self) -> dict[int, dict[str, str]]:
+        out: dict[int, dict[str, str]] = defaultdict(dict)
+        for name, r in self.roles.items():
+            if r.layer is not None:
+                out[r.layer].setdefault(r.role, name)
+        return dict(out)
+
+    def find(self, role: str) -> str | None:
+        for name, r in self.roles.items():
+            if r.role == role and r.layer is None:
+                return name
+        return None
+
+
+@lru_cache(maxsize=1)
+def _schemes() -> tuple[dict[str, list[tuple[str, re.Pattern, bool]]], str]:
+    data = yaml.safe_load((Path(__file__).parent / "roles.yaml").read_text(encoding="utf-8"))
+    prefix = "(?:" + "|".join(data.get("prefixes", [])) + ")?"
+    schemes: dict[str, list[tuple[str, re.Pattern, bool]]] = {}
+    for scheme, roles in data["schemes"].items():
+        entries = []
+        for role, spec in roles.items():
+            pattern, transpose = (spec["pattern"], bool(spec.get("transpose"))) if isinstance(spec, dict) else (spec, False)
+            entries.append((role, re.compile(prefix + pattern), transpose))
+        schemes[scheme] = entries
+    return schemes, prefix
+
+
+def assign_roles(tensors: dict[str, TensorInfo]) -> RoleMap:
+    """Pick the naming scheme that explains most tensors; fall back to structure when none fits."""
+    schemes, _ = _schemes()
+    best: RoleMap | None = None
+    for scheme, entries in schemes.items():
+        roles: dict[str, Role] = {}
+        for name in tensors:
+            for role, rx, transpose in entries:
+                m = rx.fullmatch(name)
+                if m:
+                    layer = m.groupdict().get("layer")
+                    role_name = role + "_bias" if name.endswith(".bias") else role
+                    roles[name] = Role(role_name, int(layer) if layer is not None else None, transpose)
+                    break
+        if best is None or len(roles) > len(best.roles):
+            best = RoleMap(scheme, roles, [n for n in tensors if n not in roles])
+    assert best is not None
+    weights = [n for n, t in tensors.items() if len(t.shape) == 2]
+    covered = sum(1 for n in weights if n in best.roles)
+    if weights and covered >= 0.8 * len(weights):
+        return best
+    return structural_roles(tensors)
+
+
+def structural_roles(tensors: dict[str, TensorInfo]) -> RoleMap:
+    """Assign roles from block numbers, name hints and shapes, for checkpoints with unknown naming."""
+    layer_of: dict[str, int] = {}
+    templates: dict[str, set[int]] = defaultdict(set)
+    for name in tensors:
+        m = re.search(r"(?:^|\.)(\d+)(?:\.|$)", name)
+        if m:
+            templates[name[: m.start(1)] + "{}" + name[m.end(1):]].add(int(m.group(1)))
+            layer_of[name] = int(m.group(1))
+    layered = {n for n in layer_of if len(templates[_template(n)]) >= 2}
+    one_d = Counter(t.shape[0] for n, t in tensors.items() if n in layered and len(t.shape) == 1)
+    two_d = Counter(d for n, t in tensors.items() if len(t.shape) == 2 for d in t.shape)
+    hidden = (one_d.most_common(1) or two_d.most_common(1) or [(0, 0)])[0][0]
+
+    roles: dict[str, Role] = {}
+    per_layer: dict[int, list[str]] = defaultdict(list)
+    for name in sorted(tensors):
+        if name in layered:
+            per_layer[layer_of[name]].append(name)
+    for layer, names in per_layer.items():
+        norms = 0
+        for name in names:
+            shape = tensors[name].shape
+            if name.endswith(".bias"):
+                continue
+            if len(shape) == 1:
+                if shape[0] == hidden:
+                    role = ["attn_norm", "mlp_norm", "post_attn_norm", "post_mlp_norm"][min(norms, 3)]
+                    norms += 1
+                    roles[name] = Role(role, layer)
+                continue
+            if len(shape) != 2:
+                continue
+            role = _hinted_role(name) or _shape_role(shape, hidden)
+            transpose = shape[0] == hidden and shape[1] != hidden and role in INPUT_HIDDEN
+            roles[name] = Role(role, layer, transpose)
+    vocab_like = sorted(
+        (n for n, t in tensors.items() if n not in layered and len(t.shape) == 2 and hidden in t.shape),
+        key=lambda n: (-max(tensors[n].shape), n),
+    )
+    for i, name in enumerate(vocab_like[:2]):
+        hint = "lm_head" if re.search(r"(lm_head|output|unembed|head)", name) else ("embed" if i == 0 else "lm_head")
+        roles[name] = Role(hint, None, tensors[name].shape[0] == hidden)
+    for name, t in tensors.items():
+        if name not in roles and name not in layered and len(t.shape) == 1 and t.shape[0] == hidden:
+            roles[name] = Role("final_norm", None)
+    return RoleMap("structural", roles, [n for n in tensors if n not in roles])
+
+
+def _template(name: str) -> str:
+    m = re.search(r"(?:^|\.)(\d+)(?:\.|$)", name)
+    return name[: m.start(1)] + "{}" + name[m.end(1):] if m else name
+
+
+def _hinted_role(name: str) -> str | None:
+    lowered = name.lower()
+    for role, rx in _HINTS:
+        if re.search(rx, lowered):
+            return role
+    return None
+
+
+def _shape_role(shape: tuple[int, ...], hidden: int) -> str:
+    out, inp = shape
+    if inp == hidden and out > hidden:
+        return "up"
+    if out == hidden and inp > hidden:
+        return "down"
+    if inp == hidden:
+        return "q"
+    if out == hidden:
+        return "o"
+    return "other"
+
+
+def hidden_sides(role: str, shape: tuple[int, ...], hidden: int) -> list[str]:
+    """Which axes of an (out, in) matrix are in the residual space: 'in', 'out', or both when unknown."""
+    if role in INPUT_HIDDEN:
+        return ["in"]
+    if role in OUTPUT_HIDDEN:
+        return ["out"]
+    return [side for side, dim in (("in", shape[1]), ("out", shape[0])) if dim == hidden]

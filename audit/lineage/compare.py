@@ -1,0 +1,312 @@
+"""Compare one candidate with one reference: alignment, per-layer similarity, nulls, layer map, operations."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from audit.errors import NothingComparable
+from audit.fingerprinting.architecture import same_architecture
+from audit.fingerprinting.tokenizer import compare_tokenizers
+from audit.lineage.align import Alignment, align_hidden
+from audit.lineage.grams import LayerGrams, compute_grams, descriptors
+from audit.lineage.stats import (
+    LOG10E,
+    MIN_LOG10_P,
+    Statistic,
+    corr,
+    gaussian_log10_p,
+    poisson_fixed_points_log10_p,
+)
+from audit.lineage.view import ModelView
+
+MAX_UNITS = 256  # hidden units kept for the Gram descriptors
+N_PERM = 24  # permutations of hidden units for the layer-similarity null
+LAYER_ALPHA = 1e-3  # per-layer significance (Bonferroni over reference layers) to call a layer matched
+GGUF_QUANT_PREFIXES = ("Q", "IQ", "TQ", "I8", "I16", "I32")
+
+
+@dataclass
+class Comparison:
+    reference: str
+    statistics: list[Statistic]
+    layer_map: list[tuple[int, int | None, float, float]]  # cand layer, ref layer, similarity, log10 p
+    layer_null: tuple[float, float, int]
+    similarity: np.ndarray
+    alignment: dict[str, Any]
+    tokenizer: dict[str, Any] | None
+    architecture_match: bool
+    operations: list[dict[str, str]] = field(default_factory=list)
+    global_log10_p: float = 0.0
+    mean_best_similarity: float = 0.0
+    matched_fraction: float = 0.0
+    layers_compared: int = 0
+    seconds: float = 0.0
+
+    def stat(self, name: str) -> Statistic | None:
+        return next((s for s in self.statistics if s.name == name), None)
+
+
+def compare_views(cand: ModelView, ref: ModelView, seed: int = 0, progress=None) -> Comparison:
+    """Run the full white-box comparison of `cand` against `ref`."""
+    t0 = time.perf_counter()
+    if not cand.roles.layers() or not ref.roles.layers() or not cand.hidden or not ref.hidden:
+        raise NothingComparable(
+            f"{cand.name} and {ref.name} have nothing comparable: no transformer blocks found "
+            f"({len(cand.roles.layers())} vs {len(ref.roles.layers())} layers)"
+        )
+    rng = np.random.default_rng(seed)
+    align = align_hidden(cand, ref, seed)
+    m = min(MAX_UNITS, len(align.ref_dims))
+    if m < 8:
+        raise NothingComparable(f"{cand.name} and {ref.name} have nothing comparable: fewer than 8 hidden units align")
+    pick = np.sort(rng.choice(len(align.ref_dims), m, replace=False))
+    tick = progress.tick if progress else None
+    gc = compute_grams(cand, align.cand_dims[pick], align.signs[pick], tick)
+    gr = compute_grams(ref, align.ref_dims[pick], None, tick)
+    if not len(gc.keys) or not len(gr.keys):
+        raise NothingComparable(f"{cand.name} and {ref.name} have nothing comparable: no hidden-space weights")
+    by_role = cand.roles.scheme != "structural" and ref.roles.scheme != "structural"
+    dc = descriptors(gc.grams)
+    sim = _layer_similarity(dc, gc, descriptors(gr.grams), gr, by_role)
+
+    null_vals, null_best = [], []
+    for _ in range(N_PERM):
+        s_perm = _layer_similarity(dc, gc, descriptors(gr.grams, rng.permutation(m)), gr, by_role)
+        null_vals.append(s_perm.ravel())
+        null_best.append(float(np.nanmax(s_perm, axis=1).mean()))
+    pooled = np.concatenate(null_vals)
+    mu0, sd0 = float(np.nanmean(pooled)), max(float(np.nanstd(pooled)), 1e-6)
+
+    cl, rl = gc.layers(), gr.layers()
+    best_j = np.nanargmax(sim, axis=1)
+    best = sim[np.arange(len(cl)), best_j]
+    from scipy.stats import norm
+
+    layer_log10 = np.clip(norm.logsf((best - mu0) / sd0) * LOG10E + math.log10(len(rl)), MIN_LOG10_P, 0.0)
+    matched = layer_log10 < math.log10(LAYER_ALPHA)
+    layer_map = [(cl[i], rl[best_j[i]] if matched[i] else None, float(best[i]), float(layer_log10[i]))
+                 for i in range(len(cl))]
+
+    T = float(best.mean())
+    log10_p, nmean, nsd = gaussian_log10_p(T, np.asarray(null_best))
+    stats = [Statistic(
+        "layer-gram-similarity", T, nmean, nsd, N_PERM, "random permutation of hidden units",
+        log10_p,
+        "mean over candidate layers of the best correlation between cosine-Gram matrices of a reference "
+        "layer's weights (invariant to neuron and head order); near 0 for unrelated weights",
+    )]
+    stats.append(_fixed_point_stat(align))
+    norm_stat = _norm_stat(gc, gr, layer_map, rng)
+    if norm_stat:
+        stats.append(norm_stat)
+
+    cmp = Comparison(
+        reference=ref.name, statistics=stats, layer_map=layer_map, layer_null=(mu0, sd0, len(pooled)),
+        similarity=sim, alignment=align.summary(cand, ref),
+        tokenizer=compare_tokenizers(cand.ckpt.tokenizer, ref.ckpt.tokenizer),
+        architecture_match=same_architecture(cand.arch, ref.arch),
+        global_log10_p=log10_p, mean_best_similarity=T, matched_fraction=float(matched.mean()),
+        layers_compared=len(cl),
+    )
+    if cmp.matched_fraction > 0:
+        cmp.operations = detect_operations(cand, ref, cmp, align)
+    cmp.seconds = time.perf_counter() - t0
+    return cmp
+
+
+def _layer_similarity(dc: np.ndarray, gc: LayerGrams, dr: np.ndarray, gr: LayerGrams, by_role: bool) -> np.ndarray:
+    """S[i, j]: similarity of candidate layer i and reference layer j (mean matched descriptor correlation)."""
+    r = dc @ dr.T / dc.shape[1]
+    cl, rl = gc.layers(), gr.layers()
+    ci = {lay: i for i, lay in enumerate(cl)}
+    ri = {lay: j for j, lay in enumerate(rl)}
+    rows_c: dict[int, list[int]] = defaultdict(list)
+    rows_r: dict[int, list[int]] = defaultdict(list)
+    for k, (lay, _) in enumerate(gc.keys):
+        rows_c[lay].append(k)
+    for k, (lay, _) in enumerate(gr.keys):
+        rows_r[lay].append(k)
+    sim = np.full((len(cl), len(rl)), np.nan, dtype=np.float64)
+    if by_role:
+        kinds = sorted({key for _, key in gc.keys} & {key for _, key in gr.keys})
+        if kinds:
+            acc = np.zeros_like(sim)
+            cnt = np.zeros_like(sim)
+            for kind in kinds:
+                ic = [(ci[lay], k) for k, (lay, key) in enumerate(gc.keys) if key == kind]
+                ir = [(ri[lay], k) for k, (lay, key) in enumerate(gr.keys) if key == kind]
+                li, kc = zip(*ic, strict=True)
+                lj, kr = zip(*ir, strict=True)
+                acc[np.ix_(li, lj)] += r[np.ix_(kc, kr)]
+                cnt[np.ix_(li, lj)] += 1
+            return np.where(cnt > 0, acc / np.maximum(cnt, 1), np.nan)
+    for lay_c, i in ci.items():
+        for lay_r, j in ri.items():
+            sub = r[np.ix_(rows_c[lay_c], rows_r[lay_r])]
+            a, b = linear_sum_assignment(-sub)
+            sim[i, j] = float(sub[a, b].mean())
+    return sim
+
+
+def _fixed_point_stat(align: Alignment) -> Statistic:
+    n = len(align.cand_dims)
+    fixed = align.fixed_points if align.fixed_points is not None else 0
+    return Statistic(
+        "hidden-alignment-identity", float(fixed), 1.0, 1.0, n, "uniformly random permutation (Poisson(1) fixed points)",
+        poisson_fixed_points_log10_p(fixed),
+        f"hidden units that align with the same index ({fixed} of {n}); an unrelated model's units line up by chance "
+        "about once; a permuted derivative scores low here too, so only a high value is evidence",
+    )
+
+
+def _norm_stat(gc: LayerGrams, gr: LayerGrams, layer_map, rng: np.random.Generator) -> Statistic | None:
+    """Centred correlation of norm weights of matched layers, against a unit-shuffle null.
+
+    Raw cosines of LayerNorm/RMSNorm weights are ~0.9+ between unrelated models (all near 1): we centre.
+    """
+    a, b = [], []
+    for c_layer, r_layer, _, _ in layer_map:
+        if r_layer is None or c_layer not in gc.norms or r_layer not in gr.norms:
+            continue
+        nc, nr = gc.norms[c_layer], gr.norms[r_layer]
+        k = min(len(nc), len(nr))
+        a.append((nc[:k] - nc[:k].mean(axis=1, keepdims=True)).ravel())
+        b.append((nr[:k] - nr[:k].mean(axis=1, keepdims=True)).ravel())
+    if not a:
+        return None
+    va, vb = np.concatenate(a), np.concatenate(b)
+    value = corr(va, vb)
+    m = gc.norms[next(iter(gc.norms))].shape[1]
+    null = []
+    for _ in range(200):
+        p = rng.permutation(m)
+        vbp = np.concatenate([x.reshape(-1, m)[:, p].ravel() for x in b])
+        null.append(corr(va, vbp))
+    log10_p, mean, sd = gaussian_log10_p(value, np.asarray(null))
+    return Statistic(
+        "norm-weights-centred", value, mean, sd, 200, "random permutation of hidden units", log10_p,
+        "correlation of mean-centred norm weights over matched layers (raw cosines of norm weights are ~0.9 "
+        "even between unrelated models, so they are centred and compared with a shuffle null)",
+    )
+
+
+def detect_operations(cand: ModelView, ref: ModelView, cmp: Comparison, align: Alignment) -> list[dict[str, str]]:
+    """Name what the deriver did: repackaging, permutation, pruning, vocabulary extension, quantization."""
+    ops: list[dict[str, str]] = []
+    fc, fr = cand.ckpt.format, ref.ckpt.format
+    if (fc == "gguf") != (fr == "gguf"):
+        ops.append({"name": "format-conversion", "detail": f"{fr} -> {fc}"})
+    elif cand.roles.scheme != ref.roles.scheme or set(cand.ckpt.tensors) != set(ref.ckpt.tensors):
+        ops.append({"name": "renamed-tensors",
+                    "detail": f"naming scheme {ref.roles.scheme} -> {cand.roles.scheme}; "
+                              f"{len(set(cand.ckpt.tensors) - set(ref.ckpt.tensors))} tensor names not in the reference"})
+    mt_c, mt_r = cand.arch.get("model_type"), ref.arch.get("model_type")
+    if mt_c != mt_r and not any(o["name"] == "renamed-tensors" for o in ops):
+        ops.append({"name": "renamed-tensors", "detail": f"model_type {mt_r!r} -> {mt_c!r}"})
+    qc = [d for d in cand.ckpt.storage_dtypes if d.startswith(GGUF_QUANT_PREFIXES) or d in ("int8", "uint8", "I8", "U8")]
+    qr = [d for d in ref.ckpt.storage_dtypes if d.startswith(GGUF_QUANT_PREFIXES) or d in ("int8", "uint8", "I8", "U8")]
+    if qc and set(qc) != set(qr):
+        ops.append({"name": "quantization", "detail": f"{', '.join(qc)} weights"})
+    float_c = {d.upper() for d in cand.ckpt.storage_dtypes} - {d.upper() for d in qc}
+    float_r = {d.upper() for d in ref.ckpt.storage_dtypes} - {d.upper() for d in qr}
+    if float_c and float_r and _float_kinds(float_c) != _float_kinds(float_r) and not qc:
+        ops.append({"name": "dtype-conversion", "detail": f"{'/'.join(sorted(float_r))} -> {'/'.join(sorted(float_c))}"})
+
+    matched = [(c, r) for c, r, _, _ in cmp.layer_map if r is not None]
+    ref_layers = sorted(ref.roles.layers())
+    used = Counter(r for _, r in matched)
+    missing = [lay for lay in ref_layers if lay not in used]
+    dup = sorted(lay for lay, n in used.items() if n > 1)
+    unmatched = [c for c, r, _, _ in cmp.layer_map if r is None]
+    if missing and len(matched) >= 2:
+        ops.append({"name": "layer-pruning", "detail": f"reference layers absent: {_ranges(missing)}"})
+    if dup:
+        ops.append({"name": "layer-duplication", "detail": f"reference layers used twice or more: {_ranges(dup)}"})
+    targets = [r for _, r in matched]
+    if any(b < a for a, b in zip(targets, targets[1:], strict=False)):
+        ops.append({"name": "layer-reordering", "detail": "matched layers are out of order"})
+    if unmatched and matched:
+        ops.append({"name": "unmatched-layers", "detail": f"candidate layers with no reference counterpart: {_ranges(unmatched)}"})
+
+    n = len(align.cand_dims)
+    if align.fixed_points is not None and align.fixed_points < 0.9 * n:
+        ops.append({"name": "permutation", "detail": f"hidden units permuted ({align.fixed_points}/{n} in place)"})
+    if int((align.signs < 0).sum()) > 0.05 * n:
+        ops.append({"name": "sign-flip", "detail": f"{int((align.signs < 0).sum())} hidden units sign-flipped"})
+    ops.extend(_row_permutations(cand, ref, cmp, align))
+    if cand.hidden < ref.hidden:
+        ops.append({"name": "width-pruning", "detail": f"hidden size {ref.hidden} -> {cand.hidden}"})
+
+    tok = cmp.tokenizer
+    if tok and tok["candidate_only"] > 0 and tok["reference_only"] <= 0.01 * max(tok["shared"], 1) \
+            and cand.vocab_rows() > ref.vocab_rows():
+        ops.append({"name": "vocab-extension", "detail": f"{tok['candidate_only']} tokens added to the reference vocabulary"})
+    elif tok and tok["reference_only"] > 0 and tok["candidate_only"] <= 0.01 * max(tok["shared"], 1) \
+            and cand.vocab_rows() < ref.vocab_rows():
+        ops.append({"name": "vocab-reduction", "detail": f"{tok['reference_only']} reference tokens removed"})
+
+    if not ops and cmp.mean_best_similarity > 0.9999 and _identical_first_layer(cand, ref):
+        ops.append({"name": "exact-copy", "detail": "weights identical to the reference"})
+    if cmp.mean_best_similarity < 0.5 and cmp.global_log10_p < -6:
+        ops.append({"name": "heavy-continued-training",
+                    "detail": f"layer similarity {cmp.mean_best_similarity:.2f}: weights moved far from the reference"})
+    return ops
+
+
+_FLOAT_NAMES = {"FLOAT32": "F32", "FLOAT16": "F16", "BFLOAT16": "BF16", "FLOAT64": "F64"}
+
+
+def _float_kinds(dtypes: set[str]) -> set[str]:
+    return {_FLOAT_NAMES.get(d, d) for d in dtypes}
+
+
+def _row_permutations(cand: ModelView, ref: ModelView, cmp: Comparison, align: Alignment) -> list[dict[str, str]]:
+    """Check one matched layer for permuted MLP neurons and attention heads (rows matched by assignment)."""
+    ops: list[dict[str, str]] = []
+    pair = next(((c, r) for c, r, _, _ in cmp.layer_map if r is not None), None)
+    if pair is None:
+        return ops
+    wc = {role: name for role, name, _ in cand.layer_weights(pair[0])}
+    wr = {role: name for role, name, _ in ref.layer_weights(pair[1])}
+    for role, label in (("up", "MLP neurons"), ("gate", "MLP neurons"), ("q", "attention heads"), ("k", "attention heads")):
+        if role not in wc or role not in wr:
+            continue
+        a = cand.matrix(wc[role])[:, align.cand_dims] * align.signs[None, :]
+        b = ref.matrix(wr[role])[:, align.ref_dims]
+        if a.shape[0] != b.shape[0] or a.shape[0] > 20000:
+            continue
+        a = (a - a.mean(1, keepdims=True)) / (a.std(1, keepdims=True) + 1e-12)
+        b = (b - b.mean(1, keepdims=True)) / (b.std(1, keepdims=True) + 1e-12)
+        c = a @ b.T / a.shape[1]
+        rows, cols = linear_sum_assignment(-c)
+        fixed = float((rows == cols).mean())
+        if fixed < 0.9 and not any(o["detail"].startswith(label) for o in ops):
+            ops.append({"name": "permutation", "detail": f"{label} permuted in layer {pair[0]} ({fixed:.0%} rows in place)"})
+    return ops
+
+
+def _identical_first_layer(cand: ModelView, ref: ModelView) -> bool:
+    wc, wr = cand.layer_weights(cand.roles.layers()[0]), ref.layer_weights(ref.roles.layers()[0])
+    if not wc or not wr:
+        return False
+    a, b = cand.matrix(wc[0][1]), ref.matrix(wr[0][1])
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def _ranges(values: list[int]) -> str:
+    values = sorted(values)
+    out, start = [], None
+    for i, v in enumerate(values):
+        if start is None:
+            start = v
+        if i == len(values) - 1 or values[i + 1] != v + 1:
+            out.append(f"{start}" if start == v else f"{start}-{v}")
+            start = None
+    return ", ".join(out)

@@ -1,0 +1,1 @@
+"""Views of the provaudit record: atomic JSON writer, rich console summary, self-contained HTML report."""
