@@ -29,6 +29,9 @@ from audit.lineage.view import ModelView
 MAX_UNITS = 256  # hidden units kept for the Gram descriptors
 N_PERM = 24  # permutations of hidden units for the layer-similarity null
 LAYER_ALPHA = 1e-3  # per-layer significance (Bonferroni over reference layers) to call a layer matched
+# ... and the similarity a matched layer must reach. Unrelated real models score ~0.004 (SmolLM2-135M vs
+# Gemma-3-270M); tiny 64-unit test models occasionally reach 0.04 by chance; fine-tuned copies score > 0.9.
+EFFECT_FLOOR = 0.2
 GGUF_QUANT_PREFIXES = ("Q", "IQ", "TQ", "I8", "I16", "I32")
 
 
@@ -90,7 +93,7 @@ def compare_views(cand: ModelView, ref: ModelView, seed: int = 0, progress=None)
     from scipy.stats import norm
 
     layer_log10 = np.clip(norm.logsf((best - mu0) / sd0) * LOG10E + math.log10(len(rl)), MIN_LOG10_P, 0.0)
-    matched = layer_log10 < math.log10(LAYER_ALPHA)
+    matched = (layer_log10 < math.log10(LAYER_ALPHA)) & (best >= EFFECT_FLOOR)
     layer_map = [(cl[i], rl[best_j[i]] if matched[i] else None, float(best[i]), float(layer_log10[i]))
                  for i in range(len(cl))]
 

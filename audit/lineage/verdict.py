@@ -2,7 +2,7 @@
 
 Thresholds, and why:
 - DERIVED_LOG10_P: the layer-Gram statistic must sit beyond p < 1e-6 of its permutation null.
-- EFFECT_FLOOR: and the mean best-layer similarity must exceed 0.2. Unrelated real models measured here
+- EFFECT_FLOOR (compare.py): and the mean best-layer similarity must exceed 0.2. Unrelated real models measured here
   (SmolLM2-135M vs Gemma-3-270M, both directions) scored 0.004 against a null of 0.004 +- 0.0004; fine-tuned
   copies score > 0.9. The floor guards against a tiny but "significant" overlap being called a derivation.
 - ORIGINAL_LOG10_P: "original" needs the statistic inside its null (p > 0.01) and no single layer matched,
@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from audit.lineage.compare import Comparison
+from audit.lineage.compare import EFFECT_FLOOR, Comparison
 
 DERIVED_LOG10_P = -6.0
-EFFECT_FLOOR = 0.2
 ORIGINAL_LOG10_P = -2.0
 MIN_LAYERS = 2
 STRUCTURAL = {
