@@ -4,12 +4,18 @@ Targets: fingerprinting within 2x the time of a plain sequential read of the sam
 under 2 GiB whatever the model size.
 
     python benchmarks/bench_fingerprint.py                 # Llama-3.2-1B-like, ~2.5 GB, 2 shards
-    python benchmarks/bench_fingerprint.py --size 3b       # Llama-3.2-3B-like, ~6.4 GB
+    python benchmarks/bench_fingerprint.py --size 3b       # Llama-3.2-3B-like, ~6.4 GB, 3 shards
+    python benchmarks/bench_fingerprint.py --repeat 3      # best of 3 of every measurement
     python benchmarks/bench_fingerprint.py --profile       # plus an in-process breakdown of the time/memory
+    python benchmarks/bench_fingerprint.py --prototype     # plus a single-pass streaming sketch of the fix
 
 The checkpoint is generated once (tensor by tensor, so generation stays low-memory) and cached under
-`<repo>/.cache/bench/`. Cold-cache numbers need root (`/proc/sys/vm/drop_caches`); without it the pages
-of the checkpoint files are evicted with posix_fadvise(DONTNEED), which works for clean pages.
+`<repo>/.cache/bench/`. Cold-cache numbers need root (`/proc/sys/vm/drop_caches`, which empties the
+page cache of the whole machine); without it the pages of the checkpoint files are evicted with
+posix_fadvise(DONTNEED), which works for clean pages. Wall times are only meaningful on a quiet machine:
+the load average is printed, and user/sys CPU seconds are shown because they suffer less from contention.
+A warm-cache read runs at memory-copy speed (5-30 GB/s), faster than one core can SHA-256 (~1-2 GB/s),
+so the "floor" row (read + SHA-256) is shown: the warm ratio cannot reach 2x while files are hashed.
 This prints numbers; it is not a test.
 """
 
@@ -208,60 +214,122 @@ def raw_read(files: list[Path]) -> float:
     return time.perf_counter() - t0
 
 
+def sha256_read(files: list[Path]) -> float:
+    """Seconds to read and SHA-256 the files (16 MiB chunks, one thread): the floor for anything that hashes them."""
+    import hashlib
+
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    t0 = time.perf_counter()
+    for f in files:
+        h = hashlib.sha256()
+        with f.open("rb", buffering=0) as fh:
+            while n := fh.readinto(view):
+                h.update(view[:n])
+    return time.perf_counter() - t0
+
+
+FINGERPRINT_IMPORTS = ("audit.cli", "audit.cli.fingerprint_cmd", "audit.checkpoint", "audit.fingerprinting.fingerprint",
+                       "audit.reporting.writer")
+
+
+def import_seconds() -> float:
+    """Wall seconds of a fresh interpreter importing the modules `provaudit fingerprint` needs."""
+    code = "import " + ", ".join(FINGERPRINT_IMPORTS)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return time.perf_counter() - t0
+
+
 def provaudit_cmd() -> list[str]:
     exe = Path(sys.executable).with_name("provaudit")
     return [str(exe)] if exe.is_file() else [sys.executable, "-m", "audit"]
 
 
-def run_fingerprint(folder: Path, out: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS GiB) of `provaudit fingerprint DIR -o OUT -q` as a child process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([*provaudit_cmd(), "fingerprint", str(folder), "-o", str(out), "-q"])
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"provaudit fingerprint failed with exit status {proc.returncode}")
-    return wall, usage.ru_maxrss * 1024 / GIB  # ru_maxrss is in KiB on Linux
+def run_child(cmd: list[str], env: dict | None = None) -> tuple[float, float, float, float]:
+    """(wall s, user CPU s, sys CPU s, peak RSS GiB) of a child process.
+
+    The child runs under /usr/bin/time when there is one: the kernel's max-RSS of a process started from
+    this one also counts this process's RSS at the fork, which /usr/bin/time (a tiny parent) keeps out.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        timer = ["/usr/bin/time", "-f", "%U %S %M", "-o", tf.name] if Path("/usr/bin/time").is_file() else []
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([*timer, *cmd], env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            raise SystemExit(f"{' '.join(cmd)} failed with exit status {proc.returncode}")
+        if timer:
+            user, system, kib = tf.read().split()[-3:]
+            return wall, float(user), float(system), int(kib) * 1024 / GIB
+    return wall, usage.ru_utime, usage.ru_stime, usage.ru_maxrss * 1024 / GIB  # ru_maxrss: KiB on Linux
+
+
+def run_fingerprint(folder: Path, out: Path) -> tuple[float, float, float, float]:
+    """`provaudit fingerprint DIR -o OUT -q` as a child process: see run_child."""
+    return run_child([*provaudit_cmd(), "fingerprint", str(folder), "-o", str(out), "-q"])
+
+
+def _cpu() -> tuple[float, float]:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime
 
 
 def profile_in_process(folder: Path) -> None:
-    """Where fingerprinting spends time and memory: phases, cProfile, and per-operation cost on the embedding."""
+    """Where fingerprinting spends time and memory: phases, cProfile, the costliest tensors, whole-tensor ops."""
     import cProfile
     import pstats
     import resource
     import tracemalloc
 
+    import audit.fingerprinting.weights as weights
     from audit.checkpoint import open_checkpoint
     from audit.checkpoint.hashing import sha256_file
-    from audit.fingerprinting.weights import QUANTILES, weight_statistics
     from audit.lineage.view import ModelView
 
     files = weight_files(folder)
-    print("\n== in-process breakdown (warm page cache) ==")
-    t0 = time.perf_counter()
+    gb = sum(f.stat().st_size for f in files) / 1e9
+    print("\n== in-process breakdown (warm page cache; audit/fingerprinting/weights.py as it is now) ==")
+    (u0, s0), t0 = _cpu(), time.perf_counter()
     for f in files:
         sha256_file(f)
-    t_hash = time.perf_counter() - t0
+    (u1, s1), t_hash = _cpu(), time.perf_counter() - t0
+    print(f"sha256 of all files, alone (1 thread): {t_hash:6.2f} s  ({gb / t_hash:.2f} GB/s; user {u1 - u0:.1f} s, "
+          f"sys {s1 - s0:.1f} s)")
     view = ModelView(open_checkpoint(folder))
     prof = cProfile.Profile()
-    t0 = time.perf_counter()
+    (u0, s0), t0 = _cpu(), time.perf_counter()
     prof.enable()
-    weight_statistics(view)
+    weights.weight_statistics(view)
     prof.disable()
-    t_stats = time.perf_counter() - t0
-    gb = sum(f.stat().st_size for f in files) / 1e9
-    print(f"sha256 of all files, alone (1 thread): {t_hash:6.2f} s  ({gb / t_hash:.2f} GB/s)")
-    print(f"weight_statistics, alone (no hasher):  {t_stats:6.2f} s  ({gb / t_stats:.2f} GB/s of bf16)")
+    (u1, s1), t_stats = _cpu(), time.perf_counter() - t0
+    print(f"weight_statistics, alone (no hasher):  {t_stats:6.2f} s  ({gb / t_stats:.2f} GB/s; user {u1 - u0:.1f} s, "
+          f"sys {s1 - s0:.1f} s: sys is page faults on freshly allocated temporaries)")
     print("\ncProfile of weight_statistics, top 12 by total time:")
     pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(12)
 
-    # per-operation cost on the largest tensor, exactly as weights.py does it
-    name = max(view.ckpt.tensors, key=lambda n: int(np.prod(view.ckpt.tensors[n].shape)))
+    tracemalloc.start()  # numpy reports its allocations to tracemalloc
+    biggest = sorted(view.ckpt.tensors, key=lambda n: -int(np.prod(view.ckpt.tensors[n].shape)))
+    if hasattr(weights, "tensor_statistics"):
+        print("per-tensor cost of weights.tensor_statistics on the largest tensors ('peak': numpy memory it held):")
+        for name in biggest[:3]:
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            (u0, s0), t = _cpu(), time.perf_counter()
+            weights.tensor_statistics(view, name)
+            (u1, s1), t = _cpu(), time.perf_counter() - t
+            peak = (tracemalloc.get_traced_memory()[1] - base) / GIB
+            print(f"  {name:40s} {str(view.ckpt.tensors[name].shape):16s} {t:6.2f} s (user {u1 - u0:.2f}, "
+                  f"sys {s1 - s0:.2f})  peak {peak:5.2f} GiB")
+
+    name = biggest[0]
     shape = view.ckpt.tensors[name].shape
-    print(f"per-operation cost on the largest tensor {name} {shape} "
-          f"({int(np.prod(shape)) * 2 / 1e6:.0f} MB bf16); 'peak' = numpy allocations traced by tracemalloc:")
-    tracemalloc.start()
+    print(f"\nwhole-tensor operations (as the original one-tensor-at-a-time weights.py did them) on {name} "
+          f"{shape}, {int(np.prod(shape)) * 2 / 1e6:.0f} MB bf16; 'peak' = extra numpy memory:")
     ops: list[tuple[str, float, float]] = []
 
     def step(label, fn):
@@ -278,12 +346,186 @@ def profile_in_process(folder: Path) -> None:
     step("arr.mean(dtype=f64)", lambda: float(arr.mean(dtype=np.float64)))
     step("arr.std(dtype=f64)", lambda: float(arr.std(dtype=np.float64)))
     step("np.abs(arr).max()", lambda: float(np.abs(arr).max()))
-    step("np.quantile(sample, 9 quantiles)", lambda: np.quantile(sample, QUANTILES))
+    step("max(arr.max(), -arr.min())", lambda: max(float(arr.max()), -float(arr.min())))
+    step("np.dot(arr, arr) (float32 BLAS)", lambda: float(np.dot(arr, arr)))
+    step("np.quantile(sample, 9 quantiles)", lambda: np.quantile(sample, weights.QUANTILES))
     tracemalloc.stop()
     for label, secs, peak in ops:
         print(f"  {label:50s} {secs:7.3f} s   +{peak:5.2f} GiB")
-    print(f"  (the f32 array itself: {arr.nbytes / GIB:.2f} GiB; the process's peak RSS so far: "
+    print(f"  (the f32 array itself: {arr.nbytes / GIB:.2f} GiB; this process's peak RSS: "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024:.2f} GiB)")
+
+
+# ----------------------------------------------------------------------- prototype of the proposed fix
+# NOT provaudit's code: a sketch of a single-pass fingerprint to show the targets are reachable. Each shard
+# is read once, sequentially, into three reused 16 MiB buffers by a thread that also hashes them (hashlib
+# and readinto release the GIL) and asks the kernel to read ahead; the main thread folds each buffer into
+# per-tensor streaming statistics over 64 Ki-element blocks (256 KiB of float32, cache-resident):
+# Chan-combined float64 mean/M2 of block sums that are centred per block (float32 pairwise sums), min/max
+# for abs_max, and the same strided sample as weights.py for the quantiles. Memory is O(buffers), not
+# O(largest tensor). Only BF16/F16/F32 tensors (all the synthetic checkpoint has).
+
+BLOCK = 1 << 16
+
+
+class _Acc:
+    def __init__(self, info: dict) -> None:
+        self.kind = info["dtype"]
+        self.raw = np.dtype({"BF16": np.uint16, "F16": np.float16, "F32": np.float32}[self.kind])
+        self.n = int(np.prod(info["shape"], dtype=np.int64))
+        self.step = max(1, self.n // (1 << 16))
+        self.seen = 0
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+        self.hi, self.lo = -np.inf, np.inf
+        self.sample: list[np.ndarray] = []
+        self.carry = b""
+
+    def feed(self, mv: memoryview, u32: np.ndarray, tmp: np.ndarray) -> None:
+        isz = self.raw.itemsize
+        if self.carry:  # an element split across two read buffers
+            need = isz - len(self.carry)
+            self.carry += bytes(mv[:need])
+            mv = mv[need:]
+            if len(self.carry) < isz:
+                return
+            self._block(np.frombuffer(self.carry, self.raw), u32, tmp)
+            self.carry = b""
+        whole = len(mv) // isz * isz
+        raw = np.frombuffer(mv[:whole], self.raw)
+        for i in range(0, len(raw), BLOCK):
+            self._block(raw[i:i + BLOCK], u32, tmp)
+        self.carry = bytes(mv[whole:])
+
+    def _block(self, raw: np.ndarray, u32: np.ndarray, tmp: np.ndarray) -> None:
+        k = len(raw)
+        if self.kind == "BF16":
+            f = np.left_shift(raw, 16, out=u32[:k], dtype=np.uint32).view(np.float32)
+        else:
+            f = raw.astype(np.float32, copy=False)
+        first = (-self.seen) % self.step
+        self.sample.append(f[first::self.step].astype(np.float64))
+        self.seen += k
+        c = np.float32(f.sum(dtype=np.float32) / k)
+        t = np.subtract(f, c, out=tmp[:k])
+        s1 = float(t.sum())
+        s2 = float(np.square(t, out=t).sum())
+        bmean = float(c) + s1 / k
+        bm2 = max(s2 - s1 * s1 / k, 0.0)
+        n = self.count + k  # Chan et al. parallel combination
+        d = bmean - self.mean
+        self.mean += d * k / n
+        self.m2 += bm2 + d * d * self.count * k / n
+        self.count = n
+        self.hi = np.maximum(self.hi, f.max())
+        self.lo = np.minimum(self.lo, f.min())
+
+    def result(self, shape: list[int]) -> dict:
+        sample = np.sort(np.concatenate(self.sample)) if self.sample else np.zeros(0)
+        return {
+            "shape": shape, "dtype": self.kind, "mean": self.mean,
+            "std": float(np.sqrt(self.m2 / self.count)) if self.count else 0.0,
+            "abs_max": float(np.maximum(self.hi, -self.lo)) if self.count else 0.0,
+            "quantiles": [float(q) for q in np.quantile(sample, PROTO_QUANTILES)] if sample.size else [],
+        }
+
+
+PROTO_QUANTILES = (0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999)
+
+
+def _buffers(path: Path, digest: list[str], nbuf: int = 3):
+    """Yield (file offset, buffer, length) for the whole file; hash it on the reading thread."""
+    import hashlib
+    import queue
+    import threading
+
+    free: queue.Queue = queue.Queue()
+    full: queue.Queue = queue.Queue()
+    for _ in range(nbuf):
+        free.put(bytearray(CHUNK))
+
+    def run() -> None:
+        h = hashlib.sha256()
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            pos = 0
+            while True:
+                buf = free.get()
+                os.posix_fadvise(fd, pos + CHUNK, 3 * CHUNK, os.POSIX_FADV_WILLNEED)  # read ahead
+                n = os.readv(fd, [buf])
+                if not n:
+                    break
+                full.put((pos, buf, n))
+                h.update(memoryview(buf)[:n])
+                pos += n
+        finally:
+            os.close(fd)
+            digest.append(h.hexdigest())
+            full.put(None)
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    while (item := full.get()) is not None:
+        yield item
+        free.put(item[1])
+    th.join()
+
+
+def prototype_fingerprint(folder: Path) -> dict:
+    from audit.checkpoint.safetensors_file import read_header
+
+    u32 = np.empty(BLOCK, np.uint32)
+    tmp = np.empty(BLOCK, np.float32)
+    weights: dict[str, dict] = {}
+    files = []
+    for path in weight_files(folder):
+        header = read_header(path)
+        with path.open("rb") as fh:
+            base = 8 + struct.unpack("<Q", fh.read(8))[0]
+        order = sorted(header, key=lambda t: header[t]["data_offsets"][0])
+        spans = [(base + header[t]["data_offsets"][0], base + header[t]["data_offsets"][1], t) for t in order]
+        accs: dict[str, _Acc] = {}
+        ti = 0
+        digest: list[str] = []
+        for pos, buf, n in _buffers(path, digest):
+            mv = memoryview(buf)[:n]
+            while ti < len(spans) and spans[ti][0] < pos + n:
+                start, end, name = spans[ti]
+                acc = accs.setdefault(name, _Acc(header[name]))
+                lo, hi = max(start, pos), min(end, pos + n)
+                if hi > lo:
+                    acc.feed(mv[lo - pos:hi - pos], u32, tmp)
+                if end > pos + n:
+                    break
+                weights[name] = acc.result(header[name]["shape"])
+                del accs[name]
+                ti += 1
+            del mv
+        for start, end, name in spans[ti:]:  # zero-length tensors at the very end
+            if start == end:
+                weights[name] = _Acc(header[name]).result(header[name]["shape"])
+        files.append({"path": str(path), "bytes": path.stat().st_size, "sha256": digest[0] if digest else ""})
+    return {"weights": weights, "files": files}
+
+
+def run_prototype(folder: Path, out: Path) -> tuple[float, float, float, float]:
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    return run_child([sys.executable, __file__, "--_proto-child", str(folder), str(out)], env=env)
+
+
+def check_prototype(real: dict, proto: dict) -> str:
+    """How far the prototype's statistics are from provaudit's."""
+    w_real, w_proto = real["weights"], proto["weights"]
+    if set(w_real) != set(w_proto):
+        return f"tensor sets differ: {len(w_real)} vs {len(w_proto)}"
+    mean_err = max(abs(w_real[t]["mean"] - w_proto[t]["mean"]) / max(w_real[t]["std"], 1e-30) for t in w_real)
+    std_err = max(abs(w_real[t]["std"] - w_proto[t]["std"]) / max(w_real[t]["std"], 1e-30) for t in w_real)
+    same_max = all(w_real[t]["abs_max"] == w_proto[t]["abs_max"] for t in w_real)
+    same_q = all(w_real[t]["quantiles"] == w_proto[t]["quantiles"] for t in w_real)
+    hashes = {f["path"]: f["sha256"] for f in real["model"]["files"]}
+    same_hash = all(hashes.get(f["path"]) == f["sha256"] for f in proto["files"])
+    return (f"max |mean diff|/std {mean_err:.1e}, max std rel diff {std_err:.1e}, abs_max identical: {same_max}, "
+            f"quantiles identical: {same_q}, sha256 identical: {same_hash}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -291,9 +533,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", choices=sorted(SPECS), default="1b")
     ap.add_argument("--cache-dir", type=Path, default=CACHE)
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-cache runs")
-    ap.add_argument("--repeat", type=int, default=1, help="warm fingerprint runs (the best is reported)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each measurement (the fastest is reported)")
     ap.add_argument("--profile", action="store_true", help="also break down time and memory in-process")
+    ap.add_argument("--prototype", action="store_true",
+                    help="also time a single-pass streaming prototype of the proposed fix (not provaudit's code)")
+    ap.add_argument("--_proto-child", nargs=2, metavar=("DIR", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args._proto_child:
+        folder, out = map(Path, args._proto_child)
+        Path(out).write_text(json.dumps(prototype_fingerprint(folder)))
+        return
 
     spec = SPECS[args.size]
     folder = args.cache_dir / spec.name
@@ -303,34 +552,57 @@ def main(argv: list[str] | None = None) -> None:
     print(f"checkpoint: {folder}  {len(files)} shards, {len(spec.tensors())} tensors, {gb:.2f} GB; "
           f"{os.cpu_count()} CPUs", flush=True)
 
-    rows: list[tuple[str, float, float, float]] = []  # cache, raw s, fingerprint s, rss
+    runners = [("provaudit", run_fingerprint)] + ([("prototype", run_prototype)] if args.prototype else [])
+    rows: list[tuple[str, str, float, tuple[float, float, float, float]]] = []  # what, cache, raw s, run
+    load0 = os.getloadavg()[0]
+    outputs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "fp.json"
-        if not args.no_cold:
-            how = drop_cache(files)
-            if how is None:
-                print("cold runs skipped: cannot evict the page cache here")
-            else:
-                raw_cold = raw_read(files)
-                drop_cache(files)
-                fp_cold, rss_cold = run_fingerprint(folder, out)
-                rows.append((f"cold ({how})", raw_cold, fp_cold, rss_cold))
-        raw_read(files)  # make sure the cache is warm
-        raw_warm = min(raw_read(files) for _ in range(2))
-        fp_warm, rss_warm = min(run_fingerprint(folder, out) for _ in range(max(1, args.repeat)))
-        rows.append(("warm", raw_warm, fp_warm, rss_warm))
-        n_stats = len(json.loads(out.read_text())["weights"])
+        for what, runner in runners:
+            out = Path(tmp) / f"{what}.json"
+            if not args.no_cold:
+                how = drop_cache(files)
+                if how is None:
+                    print("cold runs skipped: cannot evict the page cache here")
+                else:
+                    raw_cold, runs = [], []
+                    for _ in range(max(1, args.repeat)):
+                        drop_cache(files)
+                        raw_cold.append(raw_read(files))
+                        drop_cache(files)
+                        runs.append(runner(folder, out))
+                    rows.append((what, f"cold ({how})", min(raw_cold), min(runs)))
+            raw_read(files)  # make sure the cache is warm
+            raw_warm = min(raw_read(files) for _ in range(2))
+            rows.append((what, "warm", raw_warm, min(runner(folder, out) for _ in range(max(1, args.repeat)))))
+            outputs[what] = json.loads(out.read_text())
 
-    print(f"\nfingerprint of {spec.name}: {n_stats} tensors with statistics")
-    print(f"{'page cache':22s} {'files GB':>8s} {'raw read s':>10s} {'GB/s':>6s} {'fingerprint s':>13s} "
-          f"{'ratio':>6s} {'peak RSS GiB':>12s}")
-    for label, raw, fp, rss in rows:
-        print(f"{label:22s} {gb:8.2f} {raw:10.2f} {gb / raw:6.2f} {fp:13.2f} {fp / raw:6.2f} {rss:12.2f}")
-    worst_ratio = max(fp / raw for _, raw, fp, _ in rows)
-    worst_rss = max(rss for *_, rss in rows)
-    print(f"\ntarget ratio <= {RATIO_TARGET:.1f}x: {'met' if worst_ratio <= RATIO_TARGET else 'MISSED'} "
-          f"(worst {worst_ratio:.2f}x); target peak RSS < {RSS_TARGET_GIB:.0f} GiB: "
-          f"{'met' if worst_rss < RSS_TARGET_GIB else 'MISSED'} (worst {worst_rss:.2f} GiB)")
+    raw_read(files)
+    hash_floor = min(sha256_read(files) for _ in range(2))
+    startup = min(import_seconds() for _ in range(3))
+    print(f"\nfingerprint of {spec.name}: {len(outputs['provaudit']['weights'])} tensors with statistics")
+    load1 = os.getloadavg()[0]
+    print(f"(1-min load average {load0:.1f} before, {load1:.1f} after, on {os.cpu_count()} CPUs: "
+          f"{'other work was running, wall times are inflated' if max(load0, load1) > 1.5 else 'quiet'})")
+    print(f"{'':10s} {'page cache':18s} {'files GB':>8s} {'raw read s':>10s} {'GB/s':>6s} {'fingerprint s':>13s} "
+          f"{'user s':>6s} {'sys s':>6s} {'ratio':>6s} {'peak RSS GiB':>12s}")
+    for what, label, raw, (secs, user, system, rss) in rows:
+        print(f"{what:10s} {label:18s} {gb:8.2f} {raw:10.2f} {gb / raw:6.2f} {secs:13.2f} {user:6.1f} {system:6.1f} "
+              f"{secs / raw:6.2f} {rss:12.2f}")
+    print(f"{'':10s} {'floor: read + sha256':18s} {gb:8.2f} {'':10s} {'':6s} {hash_floor:13.2f}   "
+          f"(warm; one thread; GB/s {gb / hash_floor:.2f}; {hash_floor / rows[-1][2]:.1f}x the warm raw read)")
+    print(f"{'':10s} {'start-up (imports)':18s} {'':8s} {'':10s} {'':6s} {startup:13.2f}   "
+          f"(importing what `provaudit fingerprint` imports, in a fresh interpreter)")
+    for what in outputs:
+        mine = [r for r in rows if r[0] == what]
+        cold = [run[0] / raw for _, label, raw, run in mine if label.startswith("cold")]
+        warm = [run[0] / raw for _, label, raw, run in mine if label == "warm"]
+        rss = max(run[3] for *_, run in mine)
+        verdict = (f"cold ratio {cold[0]:.2f}x ({'met' if cold[0] <= RATIO_TARGET else 'MISSED'}), " if cold else "")
+        print(f"{what}: target <= {RATIO_TARGET:.0f}x a plain read: {verdict}warm ratio {warm[0]:.2f}x "
+              f"({'met' if warm[0] <= RATIO_TARGET else 'MISSED'}); peak RSS < {RSS_TARGET_GIB:.0f} GiB: "
+              f"{'met' if rss < RSS_TARGET_GIB else 'MISSED'} ({rss:.2f} GiB)")
+    if "prototype" in outputs:
+        print("prototype vs provaudit statistics: " + check_prototype(outputs["provaudit"], outputs["prototype"]))
     if args.profile:
         profile_in_process(folder)
 

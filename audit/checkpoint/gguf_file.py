@@ -68,14 +68,14 @@ class GGUFFile:
             out[t.name] = TensorInfo(t.name, shape, t.tensor_type.name, self.path)
         return out
 
-    def read(self, info: TensorInfo, rows: np.ndarray | None = None) -> np.ndarray:
+    def read(self, info: TensorInfo, rows: np.ndarray | slice | None = None) -> np.ndarray:
         """Dequantize one tensor (or some of its rows; quantized blocks never span rows)."""
         from gguf import quants
 
         t = self._by_name[info.name]
         if rows is not None:
             data = np.asarray(t.data).reshape(info.shape[0], -1)[rows]
-            return np.asarray(quants.dequantize(data, t.tensor_type), dtype=np.float32).reshape(len(rows), *info.shape[1:])
+            return np.asarray(quants.dequantize(data, t.tensor_type), dtype=np.float32).reshape(data.shape[0], *info.shape[1:])
         arr = np.asarray(quants.dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(info.shape)
         if self.arch in _ROPE_PERMUTED and arr.ndim >= 1:
             if info.name.endswith("attn_q.weight") or info.name.endswith("attn_q.bias"):

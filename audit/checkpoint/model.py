@@ -49,12 +49,12 @@ class Checkpoint:
         """Return tensor `name` as a float32 array in (out, in) orientation."""
         return self._reader(self.tensors[name])
 
-    def read_rows(self, name: str, rows: np.ndarray) -> np.ndarray:
-        """Return selected rows of a 2-D tensor without materialising the rest where the format allows."""
+    def read_rows(self, name: str, rows: np.ndarray | slice) -> np.ndarray:
+        """Return selected rows (ids or a slice) of a tensor without materialising the rest where possible."""
         info = self.tensors[name]
         if self._row_reader is not None:
-            return self._row_reader(info, np.asarray(rows))
-        return self._reader(info)[np.asarray(rows)]
+            return self._row_reader(info, rows)
+        return self._reader(info)[rows]
 
     @property
     def storage_dtypes(self) -> list[str]:

@@ -13,8 +13,9 @@ from audit import __version__
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "fingerprint": ("audit.cli.fingerprint_cmd", "fingerprint", "Fingerprint a model's architecture, tokenizer and weights."),
     "compare": ("audit.cli.compare_cmd", "compare", "Compare a candidate model with one reference."),
-    "audit": ("audit.cli.audit_cmd", "audit_", "Audit a model against several references; name the best parent."),
+    "audit": ("audit.cli.audit_cmd", "audit_", "Audit a model against the registry and references; name the parent."),
     "demo": ("audit.cli.demo_cmd", "demo", "Run a real audit on SmolLM2-135M and copies derived from it."),
+    "refs": ("audit.cli.refs_cmd", "refs", "List, show, add and verify reference fingerprints of known families."),
 }
 
 

@@ -42,15 +42,15 @@ def compare_tokenizers(cand: TokenizerData | None, ref: TokenizerData | None) ->
     }
 
 
-def shared_token_ids(cand: TokenizerData, ref: TokenizerData) -> tuple[list[int], list[int]]:
+def shared_token_ids(cand: list[str], ref: list[str]) -> tuple[list[int], list[int]]:
     """Ids of tokens present in both vocabularies (first occurrence of each string), aligned by string."""
     ref_ids: dict[str, int] = {}
-    for i, t in enumerate(ref.tokens):
+    for i, t in enumerate(ref):
         if t:
             ref_ids.setdefault(t, i)
     cand_ids, refs = [], []
     seen: set[str] = set()
-    for i, t in enumerate(cand.tokens):
+    for i, t in enumerate(cand):
         if t and t in ref_ids and t not in seen:
             seen.add(t)
             cand_ids.append(i)

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from audit.errors import NothingComparable
 from audit.fingerprinting.tokenizer import shared_token_ids
+from audit.lineage.reference import Reference
 from audit.lineage.view import ModelView
 
 MIN_ANCHORS = 256
@@ -28,7 +30,7 @@ class Alignment:
     shared_tokens: int
     fixed_points: int | None  # matched pairs (i, i), when both hidden sizes agree
 
-    def summary(self, cand: ModelView, ref: ModelView) -> dict:
+    def summary(self, cand: ModelView, ref: Reference) -> dict:
         return {
             "method": self.method,
             "shared_tokens": self.shared_tokens,
@@ -45,17 +47,17 @@ def _standardize(x: np.ndarray) -> np.ndarray:
     return x / np.where(sd > 0, sd, 1.0)
 
 
-def anchor_ids(cand: ModelView, ref: ModelView, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def anchor_ids(cand: ModelView, ref: Reference, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Token ids (candidate, reference) of up to MAX_ANCHORS tokens both models embed."""
-    tc, tr = cand.ckpt.tokenizer, ref.ckpt.tokenizer
-    if tc is not None and tr is not None:
-        ci, ri = shared_token_ids(tc, tr)
-    elif cand.vocab_rows() == ref.vocab_rows():
+    tc = cand.ckpt.tokenizer
+    if tc is not None and ref.tokens is not None:
+        ci, ri = shared_token_ids(tc.tokens, ref.tokens)
+    elif ref.view is not None and cand.vocab_rows() == ref.vocab_rows:
         ci = ri = list(range(cand.vocab_rows()))
     else:
         ci, ri = [], []
     ci_a, ri_a = np.asarray(ci, dtype=np.int64), np.asarray(ri, dtype=np.int64)
-    keep = (ci_a < cand.vocab_rows()) & (ri_a < ref.vocab_rows())
+    keep = (ci_a < cand.vocab_rows()) & (ri_a < ref.vocab_rows)
     ci_a, ri_a = ci_a[keep], ri_a[keep]
     if len(ci_a) > MAX_ANCHORS:
         pick = np.sort(np.random.default_rng(seed).choice(len(ci_a), MAX_ANCHORS, replace=False))
@@ -63,15 +65,20 @@ def anchor_ids(cand: ModelView, ref: ModelView, seed: int) -> tuple[np.ndarray, 
     return ci_a, ri_a
 
 
-def align_hidden(cand: ModelView, ref: ModelView, seed: int = 0) -> Alignment:
+def align_hidden(cand: ModelView, ref: Reference, seed: int = 0) -> Alignment:
     ci, ri = anchor_ids(cand, ref, seed)
-    if len(ci) >= MIN_ANCHORS and cand.embed_name() and ref.embed_name():
+    if len(ci) >= MIN_ANCHORS and cand.embed_name() and ref.vocab_rows:
         ec, er = cand.embedding_rows(ci), ref.embedding_rows(ri)
         corr = _standardize(ec).T @ _standardize(er) / len(ci)
         method = "embedding-anchors"
-    else:
-        corr = _signature_similarity(cand, ref)
+    elif ref.view is not None:
+        corr = _signature_similarity(cand, ref.view)
         method = "weight-signatures"
+    else:
+        raise NothingComparable(
+            f"{cand.name} shares only {len(ci)} anchor tokens with the stored fingerprint of {ref.name}; "
+            f"at least {MIN_ANCHORS} are needed to align hidden units"
+        )
     rows, cols = linear_sum_assignment(-np.abs(corr))
     signs = np.sign(corr[rows, cols]) if method == "embedding-anchors" else np.ones(len(rows))
     signs[signs == 0] = 1

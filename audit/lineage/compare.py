@@ -13,9 +13,9 @@ from scipy.optimize import linear_sum_assignment
 
 from audit.errors import NothingComparable
 from audit.fingerprinting.architecture import same_architecture
-from audit.fingerprinting.tokenizer import compare_tokenizers
 from audit.lineage.align import Alignment, align_hidden
 from audit.lineage.grams import LayerGrams, compute_grams, descriptors
+from audit.lineage.reference import Reference, live_reference
 from audit.lineage.stats import (
     LOG10E,
     MIN_LOG10_P,
@@ -56,26 +56,28 @@ class Comparison:
         return next((s for s in self.statistics if s.name == name), None)
 
 
-def compare_views(cand: ModelView, ref: ModelView, seed: int = 0, progress=None) -> Comparison:
-    """Run the full white-box comparison of `cand` against `ref`."""
+def compare_views(cand: ModelView, ref: ModelView | Reference, seed: int = 0, progress=None) -> Comparison:
+    """Run the full white-box comparison of `cand` against `ref` (a checkpoint or a stored fingerprint)."""
     t0 = time.perf_counter()
-    if not cand.roles.layers() or not ref.roles.layers() or not cand.hidden or not ref.hidden:
+    if isinstance(ref, ModelView):
+        ref = live_reference(ref)
+    if not cand.roles.layers() or not ref.layers or not cand.hidden or not ref.hidden:
         raise NothingComparable(
             f"{cand.name} and {ref.name} have nothing comparable: no transformer blocks found "
-            f"({len(cand.roles.layers())} vs {len(ref.roles.layers())} layers)"
+            f"({len(cand.roles.layers())} vs {len(ref.layers)} layers)"
         )
     rng = np.random.default_rng(seed)
     align = align_hidden(cand, ref, seed)
-    m = min(MAX_UNITS, len(align.ref_dims))
+    pick = ref.select_units(align.ref_dims, rng, MAX_UNITS)
+    m = len(pick)
     if m < 8:
         raise NothingComparable(f"{cand.name} and {ref.name} have nothing comparable: fewer than 8 hidden units align")
-    pick = np.sort(rng.choice(len(align.ref_dims), m, replace=False))
     tick = progress.tick if progress else None
     gc = compute_grams(cand, align.cand_dims[pick], align.signs[pick], tick)
-    gr = compute_grams(ref, align.ref_dims[pick], None, tick)
+    gr = ref.grams(align.ref_dims[pick], tick)
     if not len(gc.keys) or not len(gr.keys):
         raise NothingComparable(f"{cand.name} and {ref.name} have nothing comparable: no hidden-space weights")
-    by_role = cand.roles.scheme != "structural" and ref.roles.scheme != "structural"
+    by_role = cand.roles.scheme != "structural" and ref.scheme != "structural"
     dc = descriptors(gc.grams)
     sim = _layer_similarity(dc, gc, descriptors(gr.grams), gr, by_role)
 
@@ -113,7 +115,7 @@ def compare_views(cand: ModelView, ref: ModelView, seed: int = 0, progress=None)
     cmp = Comparison(
         reference=ref.name, statistics=stats, layer_map=layer_map, layer_null=(mu0, sd0, len(pooled)),
         similarity=sim, alignment=align.summary(cand, ref),
-        tokenizer=compare_tokenizers(cand.ckpt.tokenizer, ref.ckpt.tokenizer),
+        tokenizer=ref.tokenizer_comparison(cand.ckpt.tokenizer),
         architecture_match=same_architecture(cand.arch, ref.arch),
         global_log10_p=log10_p, mean_best_similarity=T, matched_fraction=float(matched.mean()),
         layers_compared=len(cl),
@@ -200,30 +202,33 @@ def _norm_stat(gc: LayerGrams, gr: LayerGrams, layer_map, rng: np.random.Generat
     )
 
 
-def detect_operations(cand: ModelView, ref: ModelView, cmp: Comparison, align: Alignment) -> list[dict[str, str]]:
+def detect_operations(cand: ModelView, ref: Reference, cmp: Comparison, align: Alignment) -> list[dict[str, str]]:
     """Name what the deriver did: repackaging, permutation, pruning, vocabulary extension, quantization."""
     ops: list[dict[str, str]] = []
-    fc, fr = cand.ckpt.format, ref.ckpt.format
-    if (fc == "gguf") != (fr == "gguf"):
+    fc, fr = cand.ckpt.format, ref.format
+    converted = (fc == "gguf") != (fr == "gguf")
+    if converted:
         ops.append({"name": "format-conversion", "detail": f"{fr} -> {fc}"})
-    elif cand.roles.scheme != ref.roles.scheme or set(cand.ckpt.tensors) != set(ref.ckpt.tensors):
-        ops.append({"name": "renamed-tensors",
-                    "detail": f"naming scheme {ref.roles.scheme} -> {cand.roles.scheme}; "
-                              f"{len(set(cand.ckpt.tensors) - set(ref.ckpt.tensors))} tensor names not in the reference"})
     mt_c, mt_r = cand.arch.get("model_type"), ref.arch.get("model_type")
-    if mt_c != mt_r and not any(o["name"] == "renamed-tensors" for o in ops):
+    if cand.roles.scheme == "structural":
+        ops.append({"name": "renamed-tensors", "detail": f"tensor names follow no known scheme (reference: {ref.scheme})"})
+    elif not converted and (cand.roles.scheme != ref.scheme or (ref.tensor_names and set(cand.ckpt.tensors) != ref.tensor_names)):
+        ops.append({"name": "renamed-tensors",
+                    "detail": f"naming scheme {ref.scheme} -> {cand.roles.scheme}; "
+                              f"{len(set(cand.ckpt.tensors) - ref.tensor_names)} tensor names not in the reference"})
+    if mt_c != mt_r and mt_r and not any(o["name"] == "renamed-tensors" for o in ops):
         ops.append({"name": "renamed-tensors", "detail": f"model_type {mt_r!r} -> {mt_c!r}"})
     qc = [d for d in cand.ckpt.storage_dtypes if d.startswith(GGUF_QUANT_PREFIXES) or d in ("int8", "uint8", "I8", "U8")]
-    qr = [d for d in ref.ckpt.storage_dtypes if d.startswith(GGUF_QUANT_PREFIXES) or d in ("int8", "uint8", "I8", "U8")]
+    qr = [d for d in ref.storage_dtypes if d.startswith(GGUF_QUANT_PREFIXES) or d in ("int8", "uint8", "I8", "U8")]
     if qc and set(qc) != set(qr):
         ops.append({"name": "quantization", "detail": f"{', '.join(qc)} weights"})
     float_c = {d.upper() for d in cand.ckpt.storage_dtypes} - {d.upper() for d in qc}
-    float_r = {d.upper() for d in ref.ckpt.storage_dtypes} - {d.upper() for d in qr}
+    float_r = {d.upper() for d in ref.storage_dtypes} - {d.upper() for d in qr}
     if float_c and float_r and _float_kinds(float_c) != _float_kinds(float_r) and not qc:
         ops.append({"name": "dtype-conversion", "detail": f"{'/'.join(sorted(float_r))} -> {'/'.join(sorted(float_c))}"})
 
     matched = [(c, r) for c, r, _, _ in cmp.layer_map if r is not None]
-    ref_layers = sorted(ref.roles.layers())
+    ref_layers = sorted(ref.layers)
     used = Counter(r for _, r in matched)
     missing = [lay for lay in ref_layers if lay not in used]
     dup = sorted(lay for lay, n in used.items() if n > 1)
@@ -243,19 +248,20 @@ def detect_operations(cand: ModelView, ref: ModelView, cmp: Comparison, align: A
         ops.append({"name": "permutation", "detail": f"hidden units permuted ({align.fixed_points}/{n} in place)"})
     if int((align.signs < 0).sum()) > 0.05 * n:
         ops.append({"name": "sign-flip", "detail": f"{int((align.signs < 0).sum())} hidden units sign-flipped"})
-    ops.extend(_row_permutations(cand, ref, cmp, align))
+    if ref.view is not None:
+        ops.extend(_row_permutations(cand, ref.view, cmp, align))
     if cand.hidden < ref.hidden:
         ops.append({"name": "width-pruning", "detail": f"hidden size {ref.hidden} -> {cand.hidden}"})
 
     tok = cmp.tokenizer
     if tok and tok["candidate_only"] > 0 and tok["reference_only"] <= 0.01 * max(tok["shared"], 1) \
-            and cand.vocab_rows() > ref.vocab_rows():
+            and cand.vocab_rows() > ref.vocab_rows:
         ops.append({"name": "vocab-extension", "detail": f"{tok['candidate_only']} tokens added to the reference vocabulary"})
     elif tok and tok["reference_only"] > 0 and tok["candidate_only"] <= 0.01 * max(tok["shared"], 1) \
-            and cand.vocab_rows() < ref.vocab_rows():
+            and cand.vocab_rows() < ref.vocab_rows:
         ops.append({"name": "vocab-reduction", "detail": f"{tok['reference_only']} reference tokens removed"})
 
-    if not ops and cmp.mean_best_similarity > 0.9999 and _identical_first_layer(cand, ref):
+    if not ops and cmp.mean_best_similarity > 0.999 and _identical_first_layer(cand, ref):
         ops.append({"name": "exact-copy", "detail": "weights identical to the reference"})
     if cmp.mean_best_similarity < 0.5 and cmp.global_log10_p < -6:
         ops.append({"name": "heavy-continued-training",
@@ -295,11 +301,17 @@ def _row_permutations(cand: ModelView, ref: ModelView, cmp: Comparison, align: A
     return ops
 
 
-def _identical_first_layer(cand: ModelView, ref: ModelView) -> bool:
-    wc, wr = cand.layer_weights(cand.roles.layers()[0]), ref.layer_weights(ref.roles.layers()[0])
+def _identical_first_layer(cand: ModelView, ref: Reference) -> bool:
+    """True when the first block's weights are bit-identical (float32) to the reference's."""
+    if ref.view is None:
+        from audit.lineage.reference import layer0_hashes
+
+        stored = ref.stored.get("layer0_sha256") or {}
+        return bool(stored) and layer0_hashes(cand) == stored
+    wc, wr = cand.layer_weights(cand.roles.layers()[0]), ref.view.layer_weights(ref.view.roles.layers()[0])
     if not wc or not wr:
         return False
-    a, b = cand.matrix(wc[0][1]), ref.matrix(wr[0][1])
+    a, b = cand.matrix(wc[0][1]), ref.view.matrix(wr[0][1])
     return a.shape == b.shape and bool(np.array_equal(a, b))
 
 

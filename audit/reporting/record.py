@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audit import __version__
 from audit.fingerprinting.tokenizer import tokenizer_summary
-from audit.lineage.compare import Comparison
-from audit.lineage.view import ModelView
+
+if TYPE_CHECKING:  # keep scipy (pulled in by compare) out of commands that only fingerprint
+    from audit.lineage.compare import Comparison
+    from audit.lineage.view import ModelView
 
 SCHEMA = "provaudit.record/1"
 

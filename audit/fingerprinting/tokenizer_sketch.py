@@ -1,0 +1,576 @@
+"""Compact, shareable tokenizer fingerprints (hashes + a bottom-k sketch) and ranking of a vocabulary against them.
+
+A fingerprint (schema ``provaudit.tokenizer/1``) never stores a vocabulary. It holds:
+
+* exact hashes: SHA-256 of the ordered token list, of the token set, of all merges and of the first 1000
+  merges (merge *order* is what a BPE training run produces, so two tokenizers trained separately on the
+  same data still differ there);
+* the special tokens by role (bos, eos, unk, pad, sep, cls, mask) and, where the file lists them, the
+  added special tokens;
+* a bottom-k sketch: the k smallest 64-bit BLAKE2b hashes of the token strings. Because every
+  vocabulary is hashed with the same function, the sketches of two vocabularies are consistent samples
+  of their union, which estimates Jaccard similarity and containment in both directions. A candidate's
+  full vocabulary is at hand when it is audited, so candidate-vs-fingerprint estimates use the exact
+  candidate hash set against the fingerprint's sample;
+* ``distinct``: for registry entries whose vocabularies are near-duplicates of another entry's
+  (Jaccard >= 0.9, e.g. llama-spm vs phi-3, starcoder vs refact), hashes of the tokens that one has and
+  the other lacks (at most 512, a hash-ordered sample beyond that). A sketch samples too few of a few
+  dozen differing tokens to separate such pairs; these lists tell on which side of the difference a
+  candidate lies.
+
+Tokens are compared as exact strings: SentencePiece's '▁' and byte-level BPE's 'Ġ' are conventions of
+different families and are never merged. The one normalisation is a file-format one: llama.cpp writes
+WordPiece (BERT) vocabularies into GGUF in a "phantom space" form ('▁the' for 'the', 'ing' for '##ing');
+such vocabularies are mapped back to the Hugging Face '##' form so that a BERT model's GGUF and its
+``vocab.txt`` compare as the same vocabulary.
+
+Ranking score: the estimated Jaccard similarity of the candidate's token set with each entry's. Jaccard
+punishes both missing and extra tokens, so a large vocabulary does not "contain" every small one and a
+tiny vocabulary is not "contained" in every large one (containments are reported beside it). Each score
+comes with its null: the same estimate between the registry's entries of *different* families, computed
+pairwise from the fingerprints themselves, as {mean, sd, n} with a z-score and an empirical p-value.
+
+Families that share much of a vocabulary are separated by, in order: an exact hash match of the ordered
+vocabulary; the distinct-token lists; identical merges (all, then the first 1000); agreement of special
+tokens; the tokenizer model (sentencepiece / bpe / wordpiece...); the pre-tokenizer id (GGUF
+``tokenizer.ggml.pre``) when the caller knows it. These tie-breakers act only between near-duplicate
+entries whose scores differ by less than 0.02; otherwise the score decides. Entries that no evidence
+separates are reported as ties (``tied_with``), and entries with byte-identical vocabularies are listed
+in ``identical_vocab_with`` whatever the candidate.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import random
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audit.checkpoint.model import TokenizerData
+
+SCHEMA = "provaudit.tokenizer/1"
+SKETCH_K = 4096
+MERGES_HEAD = 1000
+DISTINCT_CAP = 512
+NEAR_DUPLICATE = 0.9  # Jaccard between two entries above which they get distinct-token lists
+TIE_RESOLUTION = 0.02  # score gap below which near-duplicate entries are separated by tie-breakers
+ROLES = ("bos", "eos", "unk", "pad", "sep", "cls", "mask")
+_ROLE_ALIASES = {"unknown": "unk", "padding": "pad", "seperator": "sep", "separator": "sep"}
+_CONTROL = re.compile(r"^\[[^\[\]]+\]$")
+REQUIRED_FIELDS = ("schema", "name", "family", "source", "kind", "model", "pre", "vocab_size", "vocab_sha256",
+                   "merges_sha256", "merges_head_sha256", "special", "sketch")
+
+
+# ---------------------------------------------------------------- hashing and sketches
+
+
+def token_hash(token: str) -> int:
+    """64-bit BLAKE2b hash of a token string (UTF-8, lone surrogates passed through), as an int."""
+    digest = hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def hash_set(tokens: Iterable[str]) -> np.ndarray:
+    """Sorted unique uint64 hashes of the non-empty token strings."""
+    values = np.fromiter((token_hash(t) for t in tokens if t), dtype=np.uint64)
+    return np.unique(values)
+
+
+def canonical_tokens(tok: TokenizerData) -> list[str]:
+    """Token strings in id order, with GGUF's phantom-space WordPiece form mapped back to the '##' form."""
+    tokens = tok.tokens
+    if tok.kind != "wordpiece" or any(t.startswith("##") for t in tokens):
+        return list(tokens)
+    phantom = sum(1 for t in tokens if t.startswith("\u2581"))
+    if phantom < 0.3 * max(len(tokens), 1):
+        return list(tokens)
+    out = []
+    for t in tokens:
+        if t.startswith("\u2581"):
+            out.append(t[1:])
+        elif not t or _CONTROL.match(t):
+            out.append(t)
+        else:
+            out.append("##" + t)
+    return out
+
+
+def sketch(tokens: Iterable[str], k: int = SKETCH_K) -> dict[str, Any]:
+    """Bottom-k sketch of a token set: the k smallest 64-bit hashes, as 16-digit hex strings."""
+    hashes = hash_set(tokens)
+    return {"method": "bottom-k", "hash": "blake2b-64", "k": k, "n": int(len(hashes)),
+            "values": _to_hex(hashes[:k])}
+
+
+def _to_hex(values: np.ndarray) -> list[str]:
+    return [f"{int(v):016x}" for v in values]
+
+
+def _from_hex(values: Iterable[str]) -> np.ndarray:
+    return np.unique(np.fromiter((int(v, 16) for v in values), dtype=np.uint64))
+
+
+def _sha(lines: list[str]) -> str:
+    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def normalized_special(special: Mapping[str, str]) -> dict[str, Any]:
+    """Special tokens by canonical role (GGUF 'unknown'/'padding' -> 'unk'/'pad'), plus added specials."""
+    roles: dict[str, str] = {}
+    added: set[str] = set()
+    for key, value in special.items():
+        if not isinstance(value, str):
+            continue
+        if key.startswith("added:"):
+            added.add(value)
+            continue
+        role = _ROLE_ALIASES.get(key, key).removesuffix("_token")
+        if role in ROLES:
+            roles.setdefault(role, value)
+    return {"roles": {r: roles[r] for r in ROLES if r in roles}, "added": sorted(added)[:64]}
+
+
+# ---------------------------------------------------------------- fingerprints
+
+
+def tokenizer_fingerprint(tok: TokenizerData, name: str, family: str, source: dict, *, model: str | None = None,
+                          pre: str | None = None, k: int = SKETCH_K, **extra: Any) -> dict[str, Any]:
+    """The compact fingerprint of one tokenizer (see the module docstring). `extra` fields are kept as given."""
+    tokens = canonical_tokens(tok)
+    unique = sorted({t for t in tokens if t})
+    fp: dict[str, Any] = {
+        "schema": SCHEMA, "name": name, "family": family, **extra, "source": source,
+        "kind": tok.kind, "model": model, "pre": pre,
+        "vocab_size": len(tokens), "unique_tokens": len(unique),
+        "vocab_sha256": _sha(tokens), "vocab_set_sha256": _sha(unique),
+        "merges": len(tok.merges),
+        "merges_sha256": _sha(tok.merges) if tok.merges else None,
+        "merges_head_sha256": _sha(tok.merges[:MERGES_HEAD]) if tok.merges else None,
+        "special": normalized_special(tok.special),
+        "sketch": sketch(unique, k),
+    }
+    return fp
+
+
+def add_distinct(fps: list[dict[str, Any]], toks: Mapping[str, TokenizerData], threshold: float = NEAR_DUPLICATE,
+                 cap: int = DISTINCT_CAP) -> None:
+    """Give each fingerprint the hashes of the tokens it has and each near-duplicate entry lacks (in place).
+
+    `toks` maps fingerprint names to their full tokenizers; Jaccard is computed exactly from them.
+    """
+    sets = {fp["name"]: set(canonical_tokens(toks[fp["name"]])) - {""} for fp in fps}
+    for fp in fps:
+        mine = sets[fp["name"]]
+        distinct: dict[str, Any] = {}
+        for other in fps:
+            if other["name"] == fp["name"]:
+                continue
+            theirs = sets[other["name"]]
+            jac = len(mine & theirs) / max(len(mine | theirs), 1)
+            if jac >= threshold:
+                only = hash_set(mine - theirs)
+                distinct[other["name"]] = {"jaccard": round(jac, 6), "n": int(len(only)), "values": _to_hex(only[:cap])}
+        if distinct:
+            fp["distinct"] = dict(sorted(distinct.items()))
+
+
+def validate_fingerprint(fp: Any) -> list[str]:
+    """Problems that make `fp` unusable as a registry entry (empty when it is fine)."""
+    if not isinstance(fp, dict):
+        return ["not a JSON object"]
+    problems = [f"missing field {f!r}" for f in REQUIRED_FIELDS if f not in fp]
+    if fp.get("schema") not in (None, SCHEMA) and "schema" in fp:
+        problems.append(f"schema {fp['schema']!r}, expected {SCHEMA!r}")
+    sk = fp.get("sketch")
+    if isinstance(sk, dict):
+        values = sk.get("values")
+        if sk.get("method") != "bottom-k" or sk.get("hash") != "blake2b-64":
+            problems.append("sketch is not a blake2b-64 bottom-k sketch")
+        if not isinstance(values, list) or not values:
+            problems.append("sketch has no values")
+        else:
+            try:
+                arr = _from_hex(values)
+            except (TypeError, ValueError):
+                problems.append("sketch values are not hex strings")
+            else:
+                if len(arr) != len(values):
+                    problems.append("sketch values are not unique")
+    elif "sketch" in fp:
+        problems.append("sketch is not an object")
+    if "family" in fp and not isinstance(fp.get("family"), str):
+        problems.append("family is not a string")
+    return problems
+
+
+def load_fingerprint_dir(folder: Path) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """Every valid `*.json` fingerprint under `folder`, and (file, problem) for each one skipped."""
+    fps: list[dict[str, Any]] = []
+    errors: list[tuple[str, str]] = []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            fp = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            errors.append((path.name, f"unreadable: {exc}"))
+            continue
+        problems = validate_fingerprint(fp)
+        if problems:
+            errors.append((path.name, "; ".join(problems[:3])))
+        else:
+            fps.append(fp)
+    return fps, errors
+
+
+def read_tokenizer_meta(path: Path) -> dict[str, str | None]:
+    """Tokenizer model and pre-tokenizer ids of a GGUF file or HF folder ({"model": .., "pre": ..})."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".gguf":
+        found = _gguf_strings(path, ("tokenizer.ggml.model", "tokenizer.ggml.pre"))
+        return {"model": found.get("tokenizer.ggml.model"), "pre": found.get("tokenizer.ggml.pre")}
+    tj = path / "tokenizer.json" if path.is_dir() else path
+    if tj.name == "tokenizer.json" and tj.is_file():
+        data = json.loads(tj.read_text(encoding="utf-8"))
+        return {"model": (data.get("model") or {}).get("type"), "pre": None}
+    return {"model": None, "pre": None}
+
+
+_GGUF_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+
+def _gguf_strings(path: Path, keys: tuple[str, ...]) -> dict[str, str]:
+    """String metadata values of a GGUF file, read from its header without parsing the tensor data."""
+    import mmap
+    import struct
+
+    out: dict[str, str] = {}
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        if mm[:4] != b"GGUF" or struct.unpack_from("<I", mm, 4)[0] < 2:
+            return out
+        n_kv = struct.unpack_from("<Q", mm, 16)[0]
+        pos = 24
+
+        def string(at: int) -> tuple[str, int]:
+            n = struct.unpack_from("<Q", mm, at)[0]
+            return mm[at + 8: at + 8 + n].decode("utf-8", "replace"), at + 8 + n
+
+        def skip(vtype: int, at: int) -> int:
+            if vtype == 8:
+                return at + 8 + struct.unpack_from("<Q", mm, at)[0]
+            if vtype == 9:
+                etype, count = struct.unpack_from("<IQ", mm, at)
+                at += 12
+                if etype in _GGUF_SIZES:
+                    return at + count * _GGUF_SIZES[etype]
+                for _ in range(count):
+                    at = skip(etype, at)
+                return at
+            return at + _GGUF_SIZES[vtype]
+
+        for _ in range(n_kv):
+            key, pos = string(pos)
+            vtype = struct.unpack_from("<I", mm, pos)[0]
+            pos += 4
+            if key in keys and vtype == 8:
+                out[key], pos = string(pos)
+                if len(out) == len(keys):
+                    break
+            else:
+                pos = skip(vtype, pos)
+    return out
+
+
+# ---------------------------------------------------------------- estimates
+
+
+class _Sketch:
+    """A parsed fingerprint sketch: sorted uint64 values, whether it holds the whole set, its threshold."""
+
+    def __init__(self, fp: Mapping[str, Any]) -> None:
+        sk = fp["sketch"]
+        self.values = _from_hex(sk["values"])
+        self.k = int(sk.get("k", len(self.values)))
+        self.full = int(sk.get("n", len(self.values))) <= len(self.values)
+        self.tau = int(self.values[-1]) if len(self.values) and not self.full else None
+
+
+def _jaccard_full_vs_sketch(cand: np.ndarray, ref: _Sketch) -> tuple[float, int]:
+    """Jaccard estimate from the bottom-k of (candidate set ∪ reference sketch), and the sample size."""
+    union = np.union1d(cand, ref.values)
+    if not ref.full:
+        union = union[: len(ref.values)]
+    if not len(union):
+        return 0.0, 0
+    both = np.intersect1d(cand, ref.values, assume_unique=True)
+    inside = int(np.count_nonzero(both <= union[-1]))
+    return inside / len(union), (0 if ref.full else len(union))
+
+
+def _jaccard_sketches(a: _Sketch, b: _Sketch) -> float:
+    union = np.union1d(a.values, b.values)
+    sizes = [len(s.values) for s in (a, b) if not s.full]
+    if sizes:
+        union = union[: min(sizes)]
+    if not len(union):
+        return 0.0
+    both = np.intersect1d(a.values, b.values, assume_unique=True)
+    return int(np.count_nonzero(both <= union[-1])) / len(union)
+
+
+class _Candidate:
+    """A candidate tokenizer prepared once: canonical tokens, exact hash set and exact hashes."""
+
+    def __init__(self, tok: TokenizerData, model: str | None, pre: str | None) -> None:
+        tokens = canonical_tokens(tok)
+        unique = sorted({t for t in tokens if t})
+        self.kind = tok.kind
+        self.model = model
+        self.pre = pre
+        self.size = len(tokens)
+        self.hashes = hash_set(unique)
+        self.vocab_sha256 = _sha(tokens)
+        self.vocab_set_sha256 = _sha(unique)
+        self.merges_sha256 = _sha(tok.merges) if tok.merges else None
+        self.merges_head_sha256 = _sha(tok.merges[:MERGES_HEAD]) if tok.merges else None
+        self.special = normalized_special(tok.special)
+
+
+def _special_agreement(a: Mapping[str, Any], b: Mapping[str, Any]) -> float | None:
+    ra, rb = a.get("roles") or {}, b.get("roles") or {}
+    common = [r for r in ra if r in rb]
+    if common:
+        return sum(ra[r] == rb[r] for r in common) / len(common)
+    aa, ab = set(a.get("added") or []), set(b.get("added") or [])
+    if aa and ab:
+        return len(aa & ab) / len(aa | ab)
+    return None
+
+
+def _compare(cand: _Candidate, fp: Mapping[str, Any], ref: _Sketch) -> dict[str, Any]:
+    jac, sample = _jaccard_full_vs_sketch(cand.hashes, ref)
+    in_cand = np.isin(ref.values, cand.hashes, assume_unique=True)
+    ref_in_cand = float(in_cand.mean()) if len(ref.values) else 0.0
+    below = cand.hashes if ref.tau is None else cand.hashes[cand.hashes <= np.uint64(ref.tau)]
+    cand_in_ref = float(np.isin(below, ref.values, assume_unique=True).mean()) if len(below) else 0.0
+    distinct = {}
+    for other, d in (fp.get("distinct") or {}).items():
+        if d.get("n"):
+            vals = _from_hex(d["values"])
+            distinct[other] = float(np.isin(vals, cand.hashes, assume_unique=True).mean())
+        else:
+            distinct[other] = None
+    fp_model, fp_kind = fp.get("model"), fp.get("kind")
+    if cand.model is not None and fp_model is not None:
+        model_match: bool | None = cand.model == fp_model
+    else:
+        model_match = cand.kind == fp_kind if cand.kind and fp_kind else None
+    return {
+        "name": fp.get("name"),
+        "family": fp.get("family"),
+        "jaccard": jac,
+        "jaccard_sd": math.sqrt(jac * (1 - jac) / sample) if sample else 0.0,
+        "containment_ref_in_candidate": ref_in_cand,
+        "containment_candidate_in_ref": cand_in_ref,
+        "exact": ref.full,
+        "vocab_identical": cand.vocab_sha256 == fp.get("vocab_sha256"),
+        "vocab_set_identical": fp.get("vocab_set_sha256") is not None and cand.vocab_set_sha256 == fp.get("vocab_set_sha256"),
+        "merges_identical": cand.merges_sha256 is not None and cand.merges_sha256 == fp.get("merges_sha256"),
+        "merges_head_identical": cand.merges_head_sha256 is not None and cand.merges_head_sha256 == fp.get("merges_head_sha256"),
+        "special_agreement": _special_agreement(cand.special, fp.get("special") or {}),
+        "model_match": model_match,
+        "pre_match": (cand.pre == fp.get("pre")) if cand.pre is not None and fp.get("pre") is not None else None,
+        "vocab_size": fp.get("vocab_size"),
+        "candidate_vocab_size": cand.size,
+        "distinct_present": distinct,
+    }
+
+
+def compare_to_fingerprint(tok: TokenizerData, fp: Mapping[str, Any], *, model: str | None = None,
+                           pre: str | None = None) -> dict[str, Any]:
+    """Estimated overlap of a tokenizer with one fingerprint, plus exact-hash and special-token evidence.
+
+    jaccard: estimated |C∩R|/|C∪R| (exact when the fingerprint's sketch holds its whole vocabulary);
+    containment_ref_in_candidate: share of the reference's tokens found in the candidate;
+    containment_candidate_in_ref: share of the candidate's tokens found in the reference;
+    vocab_identical / merges_identical: exact SHA-256 matches (ordered vocabulary; all merges).
+    """
+    row = _compare(_Candidate(tok, model, pre), fp, _Sketch(fp))
+    row["score"] = row["jaccard"]
+    return row
+
+
+# ---------------------------------------------------------------- null and ranking
+
+
+def registry_null(fps: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Jaccard estimates between entries of different families, pooled ({mean, sd, n, values}) and per entry."""
+    fps = _dedupe(fps)
+    parsed = [_Sketch(fp) for fp in fps]
+    pooled: list[float] = []
+    per: dict[str, list[tuple[float, str]]] = {str(fp["name"]): [] for fp in fps}
+    for i in range(len(fps)):
+        for j in range(i + 1, len(fps)):
+            if fps[i].get("family") == fps[j].get("family"):
+                continue
+            value = _jaccard_sketches(parsed[i], parsed[j])
+            pooled.append(value)
+            per[str(fps[i]["name"])].append((value, str(fps[j]["name"])))
+            per[str(fps[j]["name"])].append((value, str(fps[i]["name"])))
+    entries = {}
+    for name, vals in per.items():
+        top = max(vals, default=(0.0, None))
+        entries[name] = {**_summary([v for v, _ in vals]), "max": top[0], "max_with": top[1]}
+    return {"pooled": {**_summary(pooled), "values": sorted(pooled)}, "entries": entries}
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    n = len(values)
+    mean = sum(values) / n if n else 0.0
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return {"mean": mean, "sd": sd, "n": n}
+
+
+def _dedupe(fps: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Drop repeated entries (same name and vocabulary), e.g. a tokenizer also embedded in a weight fingerprint."""
+    seen: set[tuple[Any, Any]] = set()
+    out = []
+    for fp in fps:
+        key = (fp.get("name"), fp.get("vocab_sha256"))
+        if key not in seen:
+            seen.add(key)
+            out.append(fp)
+    return out
+
+
+def _near(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return b["name"] in a["_distinct_keys"] or a["name"] in b["_distinct_keys"]
+
+
+def _side(a: Mapping[str, Any], b: Mapping[str, Any]) -> int:
+    """+1 when the candidate holds the tokens that set `a` apart from `b`, -1 for `b`'s, 0 when undecided."""
+    fa, fb = a["distinct_present"].get(b["name"]), b["distinct_present"].get(a["name"])
+    if fa is not None and fb is not None:
+        return 1 if fa - fb > 0.2 else -1 if fb - fa > 0.2 else 0
+    if fa is not None:
+        return 1 if fa >= 0.5 else -1
+    if fb is not None:
+        return -1 if fb >= 0.5 else 1
+    return 0
+
+
+_TIE_BREAKERS = (("merges_identical", "merges-hash"), ("merges_head_identical", "merges-head-hash"),
+                 ("special_agreement", "special-tokens"), ("model_match", "tokenizer-model"),
+                 ("pre_match", "pre-tokenizer"))
+
+
+def _decide(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[int, str]:
+    """(-1 if a ranks before b, 1 if after, 0 if tied; the evidence that decided)."""
+    if a["vocab_identical"] != b["vocab_identical"]:
+        return (-1 if a["vocab_identical"] else 1), "vocab-hash"
+    gap = a["jaccard"] - b["jaccard"]
+    if not _near(a, b) or abs(gap) > TIE_RESOLUTION:
+        if gap:
+            return (-1 if gap > 0 else 1), "score"
+    else:
+        side = _side(a, b)
+        if side:
+            return -side, "distinct-tokens"
+    for key, reason in _TIE_BREAKERS:
+        va, vb = a[key], b[key]
+        if va is None or vb is None or va == vb:
+            continue
+        return (-1 if va > vb else 1), reason
+    if gap:
+        return (-1 if gap > 0 else 1), "score"
+    return 0, "tie"
+
+
+def rank_families(tok: TokenizerData, fps: list[Mapping[str, Any]], *, model: str | None = None,
+                  pre: str | None = None) -> list[dict[str, Any]]:
+    """Every registry entry's evidence for `tok`, best first, each with its score's null.
+
+    score: estimated Jaccard with the entry; null: the same estimate between entries of different families
+    ({mean, sd, n}); z and p_value (empirical, one-sided: share of null pairs at least as high);
+    entry_null: that entry's own overlaps with other families (max and with whom). confident: p <= 0.01,
+    z >= 3 and the score above every overlap the entry has with another family. ahead_of_next_by names the
+    evidence that put the row above the next one; tied_with lists entries nothing here separates from it;
+    identical_vocab_with lists entries whose stored vocabularies are byte-identical to this one's.
+    """
+    fps = _dedupe(fp for fp in fps if not validate_fingerprint(fp))
+    if not fps:
+        return []
+    cand = _Candidate(tok, model, pre)
+    null = registry_null(fps)
+    pooled = null["pooled"]
+    null_values = pooled.pop("values")
+    rows = []
+    for fp in fps:
+        row = _compare(cand, fp, _Sketch(fp))
+        row["model_family"] = fp.get("model_family")
+        row["_distinct_keys"] = set(fp.get("distinct") or {})
+        row["_vocab"] = str(fp.get("vocab_sha256"))
+        rows.append(row)
+    rows.sort(key=lambda r: str(r["name"]))
+    rows.sort(key=functools.cmp_to_key(lambda a, b: _decide(a, b)[0]))
+    by_vocab: dict[str, list[str]] = {}
+    for fp in fps:
+        by_vocab.setdefault(str(fp.get("vocab_sha256")), []).append(str(fp["name"]))
+    out = []
+    for i, row in enumerate(rows):
+        score = row["jaccard"]
+        sd = pooled["sd"]
+        z = (score - pooled["mean"]) / sd if sd > 0 else (math.inf if score > pooled["mean"] else 0.0)
+        p = (1 + sum(v >= score for v in null_values)) / (len(null_values) + 1)
+        entry = null["entries"].get(str(row["name"]), {})
+        out.append({
+            "rank": i + 1,
+            "name": row["name"], "family": row["family"], "model_family": row["model_family"],
+            "score": round(score, 6), "score_sd": round(row["jaccard_sd"], 6),
+            "null": {k: round(v, 6) if isinstance(v, float) else v for k, v in pooled.items()},
+            "z": round(z, 3) if math.isfinite(z) else z, "p_value": round(p, 6),
+            "entry_null": {k: round(v, 6) if isinstance(v, float) else v for k, v in entry.items()},
+            "confident": bool(p <= 0.01 and z >= 3 and score > entry.get("max", 0.0)),
+            **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()
+               if k not in ("name", "family", "model_family", "jaccard_sd") and not k.startswith("_")},
+            "ahead_of_next_by": _decide(row, rows[i + 1])[1] if i + 1 < len(rows) else None,
+            "tied_with": [r["name"] for r in rows if r is not row and _decide(row, r)[0] == 0],
+            "identical_vocab_with": [n for n in by_vocab.get(row["_vocab"], []) if n != row["name"]],
+        })
+    return out
+
+
+# ---------------------------------------------------------------- test and benchmark helper
+
+
+def simulate_derivation(tok: TokenizerData, drop: float = 0.05, add: int = 2000, seed: int = 0) -> TokenizerData:
+    """A derived vocabulary: drop a share of the non-special tokens, append `add` new made-up tokens.
+
+    Merges that mention a dropped token are removed; special tokens are kept. New tokens are random
+    lowercase strings of 4-10 letters, half with the vocabulary's word-start marker ('Ġ' or '▁') if it has one.
+    """
+    rng = random.Random(seed)
+    keep_always = set(tok.special.values())
+    candidates = [i for i, t in enumerate(tok.tokens) if t and t not in keep_always]
+    dropped_ids = set(rng.sample(candidates, int(round(drop * len(candidates)))))
+    dropped = {tok.tokens[i] for i in dropped_ids}
+    tokens = [t for i, t in enumerate(tok.tokens) if i not in dropped_ids]
+    present = set(tokens)
+    marker = max(("\u0120", "\u2581"), key=lambda m: sum(t.startswith(m) for t in tok.tokens[:5000]))
+    if not any(t.startswith(marker) for t in tok.tokens[:5000]):
+        marker = ""
+    new: list[str] = []
+    while len(new) < add:
+        word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(4, 10)))
+        if marker and rng.random() < 0.5:
+            word = marker + word
+        if word not in present:
+            present.add(word)
+            new.append(word)
+    merges = [m for m in tok.merges if not (set(m.split(" ")) | {m.replace(" ", "")}) & dropped]
+    return TokenizerData(tok.kind, tokens + new, merges, dict(tok.special), tok.source + "+derived")
