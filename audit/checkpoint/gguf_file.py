@@ -94,14 +94,17 @@ class GGUFFile:
         merges = [str(x) for x in f["tokenizer.ggml.merges"].contents()] if "tokenizer.ggml.merges" in f else []
         model = str(f["tokenizer.ggml.model"].contents()) if "tokenizer.ggml.model" in f else "unknown"
         special = {}
-        for role in ("bos", "eos", "unknown", "padding", "sep", "cls", "mask"):
-            key = f"tokenizer.ggml.{role}_token_id"
+        # llama.cpp spells the separator key "seperator_token_id"
+        for role, key_role in (("bos", "bos"), ("eos", "eos"), ("unknown", "unknown"), ("padding", "padding"),
+                               ("sep", "seperator"), ("cls", "cls"), ("mask", "mask")):
+            key = f"tokenizer.ggml.{key_role}_token_id"
             if key in f:
                 idx = int(f[key].contents())
                 if 0 <= idx < len(tokens):
                     special[role] = tokens[idx]
         kind = {"gpt2": "bpe", "llama": "sentencepiece", "bert": "wordpiece", "t5": "unigram"}.get(model, model)
-        return TokenizerData(kind=kind, tokens=tokens, merges=merges, special=special, source="gguf")
+        pre = str(f["tokenizer.ggml.pre"].contents()) if "tokenizer.ggml.pre" in f else None
+        return TokenizerData(kind=kind, tokens=tokens, merges=merges, special=special, source="gguf", model=model, pre=pre)
 
 
 def _field_value(field: Any) -> Any:

@@ -29,6 +29,8 @@ class TokenizerData:
     merges: list[str] = field(default_factory=list)
     special: dict[str, str] = field(default_factory=dict)
     source: str = ""
+    model: str | None = None  # GGUF tokenizer.ggml.model or tokenizer.json model type
+    pre: str | None = None  # GGUF pre-tokenizer id (tokenizer.ggml.pre), when known
 
 
 @dataclass

@@ -30,13 +30,21 @@ tiny vocabulary is not "contained" in every large one (containments are reported
 comes with its null: the same estimate between the registry's entries of *different* families, computed
 pairwise from the fingerprints themselves, as {mean, sd, n} with a z-score and an empirical p-value.
 
-Families that share much of a vocabulary are separated by, in order: an exact hash match of the ordered
-vocabulary; the distinct-token lists; identical merges (all, then the first 1000); agreement of special
-tokens; the tokenizer model (sentencepiece / bpe / wordpiece...); the pre-tokenizer id (GGUF
-``tokenizer.ggml.pre``) when the caller knows it. These tie-breakers act only between near-duplicate
-entries whose scores differ by less than 0.02; otherwise the score decides. Entries that no evidence
-separates are reported as ties (``tied_with``), and entries with byte-identical vocabularies are listed
-in ``identical_vocab_with`` whatever the candidate.
+Families that share much of a vocabulary (llama-bpe and qwen2 both descend from tiktoken-style BPE and
+share 64% of their tokens; deepseek-coder's vocabulary is 97% inside deepseek-llm's) are still far apart in
+Jaccard, so the score separates them. Near-duplicates are separated by, in order: an exact hash match of the
+ordered vocabulary; the distinct-token lists; identical merges (all, then the first 1000: merge order is
+the fingerprint of a training run); agreement of special tokens (phi-3's eos is '<|endoftext|>', Llama 2's
+'</s>'); the tokenizer model id (GGUF ``tokenizer.ggml.model`` such as llama/gpt2/gemma4, or the
+tokenizer.json model type; compared only within one file format and only when the caller passes it); the
+pre-tokenizer id (GGUF ``tokenizer.ggml.pre``) when the caller passes it. These tie-breakers act only
+between near-duplicate entries whose scores differ by less than 0.02; otherwise the score decides.
+Entries that no evidence separates are reported as ties (``tied_with``), and entries with byte-identical
+stored vocabularies are listed in ``identical_vocab_with`` whatever the candidate.
+
+The null pools pairs of entries whose ``family`` labels differ, so a registry should label a borrowed
+tokenizer with the family it came from (MPT's GPT-NeoX tokenizer is family gpt-neox) and keep the model
+family that ships it in ``model_family``; otherwise the null holds copies and overstates chance overlap.
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ NEAR_DUPLICATE = 0.9  # Jaccard between two entries above which they get distinc
 TIE_RESOLUTION = 0.02  # score gap below which near-duplicate entries are separated by tie-breakers
 ROLES = ("bos", "eos", "unk", "pad", "sep", "cls", "mask")
 _ROLE_ALIASES = {"unknown": "unk", "padding": "pad", "seperator": "sep", "separator": "sep"}
+_HF_MODELS = {"BPE", "WordPiece", "WordLevel", "Unigram"}  # tokenizer.json model types; others are GGUF ids
 _CONTROL = re.compile(r"^\[[^\[\]]+\]$")
 REQUIRED_FIELDS = ("schema", "name", "family", "source", "kind", "model", "pre", "vocab_size", "vocab_sha256",
                    "merges_sha256", "merges_head_sha256", "special", "sketch")
@@ -165,17 +174,18 @@ def add_distinct(fps: list[dict[str, Any]], toks: Mapping[str, TokenizerData], t
 
     `toks` maps fingerprint names to their full tokenizers; Jaccard is computed exactly from them.
     """
-    sets = {fp["name"]: set(canonical_tokens(toks[fp["name"]])) - {""} for fp in fps}
+    hashes = {fp["name"]: hash_set(canonical_tokens(toks[fp["name"]])) for fp in fps}
     for fp in fps:
-        mine = sets[fp["name"]]
+        mine = hashes[fp["name"]]
         distinct: dict[str, Any] = {}
         for other in fps:
             if other["name"] == fp["name"]:
                 continue
-            theirs = sets[other["name"]]
-            jac = len(mine & theirs) / max(len(mine | theirs), 1)
+            theirs = hashes[other["name"]]
+            shared = len(np.intersect1d(mine, theirs, assume_unique=True))
+            jac = shared / max(len(mine) + len(theirs) - shared, 1)
             if jac >= threshold:
-                only = hash_set(mine - theirs)
+                only = np.setdiff1d(mine, theirs, assume_unique=True)
                 distinct[other["name"]] = {"jaccard": round(jac, 6), "n": int(len(only)), "values": _to_hex(only[:cap])}
         if distinct:
             fp["distinct"] = dict(sorted(distinct.items()))
@@ -186,7 +196,7 @@ def validate_fingerprint(fp: Any) -> list[str]:
     if not isinstance(fp, dict):
         return ["not a JSON object"]
     problems = [f"missing field {f!r}" for f in REQUIRED_FIELDS if f not in fp]
-    if fp.get("schema") not in (None, SCHEMA) and "schema" in fp:
+    if "schema" in fp and fp["schema"] != SCHEMA:
         problems.append(f"schema {fp['schema']!r}, expected {SCHEMA!r}")
     sk = fp.get("sketch")
     if isinstance(sk, dict):
@@ -205,6 +215,13 @@ def validate_fingerprint(fp: Any) -> list[str]:
                     problems.append("sketch values are not unique")
     elif "sketch" in fp:
         problems.append("sketch is not an object")
+    distinct = fp.get("distinct", {})
+    try:
+        for d in distinct.values():
+            _from_hex(d["values"])
+            int(d["n"])
+    except (AttributeError, KeyError, TypeError, ValueError):
+        problems.append("distinct lists are malformed")
     if "family" in fp and not isinstance(fp.get("family"), str):
         problems.append("family is not a string")
     return problems
@@ -229,15 +246,23 @@ def load_fingerprint_dir(folder: Path) -> tuple[list[dict[str, Any]], list[tuple
 
 
 def read_tokenizer_meta(path: Path) -> dict[str, str | None]:
-    """Tokenizer model and pre-tokenizer ids of a GGUF file or HF folder ({"model": .., "pre": ..})."""
+    """Tokenizer model and pre-tokenizer ids of a GGUF file or HF folder ({"model": .., "pre": ..}; None if unknown).
+
+    Pass them to rank_families/compare_to_fingerprint: they separate entries that only differ there.
+    """
+    import struct
+
     path = Path(path)
-    if path.is_file() and path.suffix == ".gguf":
-        found = _gguf_strings(path, ("tokenizer.ggml.model", "tokenizer.ggml.pre"))
-        return {"model": found.get("tokenizer.ggml.model"), "pre": found.get("tokenizer.ggml.pre")}
-    tj = path / "tokenizer.json" if path.is_dir() else path
-    if tj.name == "tokenizer.json" and tj.is_file():
-        data = json.loads(tj.read_text(encoding="utf-8"))
-        return {"model": (data.get("model") or {}).get("type"), "pre": None}
+    try:
+        if path.is_file() and path.suffix == ".gguf":
+            found = _gguf_strings(path, ("tokenizer.ggml.model", "tokenizer.ggml.pre"))
+            return {"model": found.get("tokenizer.ggml.model"), "pre": found.get("tokenizer.ggml.pre")}
+        tj = path / "tokenizer.json" if path.is_dir() else path
+        if tj.name == "tokenizer.json" and tj.is_file():
+            model = json.loads(tj.read_text(encoding="utf-8")).get("model") or {}
+            return {"model": model.get("type") if isinstance(model, dict) else None, "pre": None}
+    except (OSError, ValueError, KeyError, AttributeError, struct.error):  # unreadable metadata: unknown ids
+        pass
     return {"model": None, "pre": None}
 
 
@@ -290,26 +315,33 @@ def _gguf_strings(path: Path, keys: tuple[str, ...]) -> dict[str, str]:
 
 
 class _Sketch:
-    """A parsed fingerprint sketch: sorted uint64 values, whether it holds the whole set, its threshold."""
+    """A parsed fingerprint sketch: sorted uint64 values and whether they are the whole token set."""
 
     def __init__(self, fp: Mapping[str, Any]) -> None:
         sk = fp["sketch"]
         self.values = _from_hex(sk["values"])
         self.k = int(sk.get("k", len(self.values)))
-        self.full = int(sk.get("n", len(self.values))) <= len(self.values)
-        self.tau = int(self.values[-1]) if len(self.values) and not self.full else None
+        self.full = int(sk.get("n", len(self.values))) <= len(self.values) or not len(self.values)
+
+
+def _member(sorted_unique: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Boolean mask: which of `values` occur in the sorted array (binary search, no re-sorting)."""
+    if not len(sorted_unique):
+        return np.zeros(len(values), dtype=bool)
+    idx = np.minimum(np.searchsorted(sorted_unique, values), len(sorted_unique) - 1)
+    return sorted_unique[idx] == values
 
 
 def _jaccard_full_vs_sketch(cand: np.ndarray, ref: _Sketch) -> tuple[float, int]:
-    """Jaccard estimate from the bottom-k of (candidate set ∪ reference sketch), and the sample size."""
-    union = np.union1d(cand, ref.values)
-    if not ref.full:
-        union = union[: len(ref.values)]
-    if not len(union):
-        return 0.0, 0
-    both = np.intersect1d(cand, ref.values, assume_unique=True)
-    inside = int(np.count_nonzero(both <= union[-1]))
-    return inside / len(union), (0 if ref.full else len(union))
+    """Jaccard estimate from the bottom-k of (candidate set ∪ reference sketch), and the sample size (0: exact)."""
+    if ref.full:
+        inter = int(_member(cand, ref.values).sum())
+        union = len(cand) + len(ref.values) - inter
+        return (inter / union if union else 0.0), 0
+    low = cand[: np.searchsorted(cand, ref.values[-1], side="right")]
+    union = np.union1d(low, ref.values)[: len(ref.values)]
+    both = ref.values[_member(low, ref.values)]
+    return int(np.count_nonzero(both <= union[-1])) / len(union), len(union)
 
 
 def _jaccard_sketches(a: _Sketch, b: _Sketch) -> float:
@@ -321,6 +353,12 @@ def _jaccard_sketches(a: _Sketch, b: _Sketch) -> float:
         return 0.0
     both = np.intersect1d(a.values, b.values, assume_unique=True)
     return int(np.count_nonzero(both <= union[-1])) / len(union)
+
+
+def _containment_sketches(a: _Sketch, b: _Sketch) -> float:
+    """Estimated share of A's tokens that are in B, from A's sample below B's sketch threshold."""
+    sample = a.values if b.full else a.values[: np.searchsorted(a.values, b.values[-1], side="right")]
+    return float(_member(b.values, sample).mean()) if len(sample) else 0.0
 
 
 class _Candidate:
@@ -354,22 +392,19 @@ def _special_agreement(a: Mapping[str, Any], b: Mapping[str, Any]) -> float | No
 
 def _compare(cand: _Candidate, fp: Mapping[str, Any], ref: _Sketch) -> dict[str, Any]:
     jac, sample = _jaccard_full_vs_sketch(cand.hashes, ref)
-    in_cand = np.isin(ref.values, cand.hashes, assume_unique=True)
-    ref_in_cand = float(in_cand.mean()) if len(ref.values) else 0.0
-    below = cand.hashes if ref.tau is None else cand.hashes[cand.hashes <= np.uint64(ref.tau)]
-    cand_in_ref = float(np.isin(below, ref.values, assume_unique=True).mean()) if len(below) else 0.0
+    ref_in_cand = float(_member(cand.hashes, ref.values).mean()) if len(ref.values) else 0.0
+    below = cand.hashes if ref.full else cand.hashes[: np.searchsorted(cand.hashes, ref.values[-1], side="right")]
+    cand_in_ref = float(_member(ref.values, below).mean()) if len(below) else 0.0
     distinct = {}
     for other, d in (fp.get("distinct") or {}).items():
         if d.get("n"):
-            vals = _from_hex(d["values"])
-            distinct[other] = float(np.isin(vals, cand.hashes, assume_unique=True).mean())
+            distinct[other] = float(_member(cand.hashes, _from_hex(d["values"])).mean())
         else:
             distinct[other] = None
-    fp_model, fp_kind = fp.get("model"), fp.get("kind")
-    if cand.model is not None and fp_model is not None:
-        model_match: bool | None = cand.model == fp_model
-    else:
-        model_match = cand.kind == fp_kind if cand.kind and fp_kind else None
+    fp_model = fp.get("model")
+    model_match: bool | None = None
+    if cand.model is not None and fp_model is not None and (cand.model in _HF_MODELS) == (fp_model in _HF_MODELS):
+        model_match = cand.model == fp_model  # only ids of the same file format are comparable
     return {
         "name": fp.get("name"),
         "family": fp.get("family"),
@@ -409,24 +444,35 @@ def compare_to_fingerprint(tok: TokenizerData, fp: Mapping[str, Any], *, model: 
 
 
 def registry_null(fps: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Jaccard estimates between entries of different families, pooled ({mean, sd, n, values}) and per entry."""
+    """Overlap between entries of different families, computed pairwise from their sketches.
+
+    pooled: Jaccard over all such pairs ({mean, sd, n, values}); entries[name]: that entry's Jaccard with
+    the other families ({mean, sd, n, max, max_with}) and its containment in them (``containment``: share
+    of its tokens found in another family's vocabulary).
+    """
     fps = _dedupe(fps)
     parsed = [_Sketch(fp) for fp in fps]
+    names = [str(fp["name"]) for fp in fps]
     pooled: list[float] = []
-    per: dict[str, list[tuple[float, str]]] = {str(fp["name"]): [] for fp in fps}
+    per: dict[str, list[tuple[float, str]]] = {n: [] for n in names}
+    inside: dict[str, list[tuple[float, str]]] = {n: [] for n in names}
     for i in range(len(fps)):
         for j in range(i + 1, len(fps)):
             if fps[i].get("family") == fps[j].get("family"):
                 continue
             value = _jaccard_sketches(parsed[i], parsed[j])
             pooled.append(value)
-            per[str(fps[i]["name"])].append((value, str(fps[j]["name"])))
-            per[str(fps[j]["name"])].append((value, str(fps[i]["name"])))
-    entries = {}
-    for name, vals in per.items():
-        top = max(vals, default=(0.0, None))
-        entries[name] = {**_summary([v for v, _ in vals]), "max": top[0], "max_with": top[1]}
+            per[names[i]].append((value, names[j]))
+            per[names[j]].append((value, names[i]))
+            inside[names[i]].append((_containment_sketches(parsed[i], parsed[j]), names[j]))
+            inside[names[j]].append((_containment_sketches(parsed[j], parsed[i]), names[i]))
+    entries = {name: {**_described(per[name]), "containment": _described(inside[name])} for name in names}
     return {"pooled": {**_summary(pooled), "values": sorted(pooled)}, "entries": entries}
+
+
+def _described(pairs: list[tuple[float, str]]) -> dict[str, Any]:
+    top = max(pairs, default=(0.0, None))
+    return {**_summary([v for v, _ in pairs]), "max": top[0], "max_with": top[1]}
 
 
 def _summary(values: list[float]) -> dict[str, Any]:
@@ -434,6 +480,10 @@ def _summary(values: list[float]) -> dict[str, Any]:
     mean = sum(values) / n if n else 0.0
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
     return {"mean": mean, "sd": sd, "n": n}
+
+
+def _rounded(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in d.items()}
 
 
 def _dedupe(fps: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -498,7 +548,10 @@ def rank_families(tok: TokenizerData, fps: list[Mapping[str, Any]], *, model: st
     score: estimated Jaccard with the entry; null: the same estimate between entries of different families
     ({mean, sd, n}); z and p_value (empirical, one-sided: share of null pairs at least as high);
     entry_null: that entry's own overlaps with other families (max and with whom). confident: p <= 0.01,
-    z >= 3 and the score above every overlap the entry has with another family. ahead_of_next_by names the
+    z >= 3 and the score above every overlap the entry has with another family. containment_null /
+    containment_z: how much of this entry's vocabulary other families' vocabularies hold, against the share
+    the candidate holds (a heavily extended vocabulary keeps containment near 1 while its Jaccard falls).
+    ahead_of_next_by names the
     evidence that put the row above the next one; tied_with lists entries nothing here separates from it;
     identical_vocab_with lists entries whose stored vocabularies are byte-identical to this one's.
     """
@@ -527,15 +580,19 @@ def rank_families(tok: TokenizerData, fps: list[Mapping[str, Any]], *, model: st
         sd = pooled["sd"]
         z = (score - pooled["mean"]) / sd if sd > 0 else (math.inf if score > pooled["mean"] else 0.0)
         p = (1 + sum(v >= score for v in null_values)) / (len(null_values) + 1)
-        entry = null["entries"].get(str(row["name"]), {})
+        entry = dict(null["entries"].get(str(row["name"]), {}))
+        contained = entry.pop("containment", {})
+        c_sd = contained.get("sd", 0.0)
+        c_z = (row["containment_ref_in_candidate"] - contained.get("mean", 0.0)) / c_sd if c_sd > 0 else 0.0
         out.append({
             "rank": i + 1,
             "name": row["name"], "family": row["family"], "model_family": row["model_family"],
             "score": round(score, 6), "score_sd": round(row["jaccard_sd"], 6),
-            "null": {k: round(v, 6) if isinstance(v, float) else v for k, v in pooled.items()},
+            "null": _rounded(pooled),
             "z": round(z, 3) if math.isfinite(z) else z, "p_value": round(p, 6),
-            "entry_null": {k: round(v, 6) if isinstance(v, float) else v for k, v in entry.items()},
+            "entry_null": _rounded(entry),
             "confident": bool(p <= 0.01 and z >= 3 and score > entry.get("max", 0.0)),
+            "containment_null": _rounded(contained), "containment_z": round(c_z, 3),
             **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()
                if k not in ("name", "family", "model_family", "jaccard_sd") and not k.startswith("_")},
             "ahead_of_next_by": _decide(row, rows[i + 1])[1] if i + 1 < len(rows) else None,

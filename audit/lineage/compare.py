@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,37 +128,44 @@ def compare_views(cand: ModelView, ref: ModelView | Reference, seed: int = 0, pr
 
 
 def _layer_similarity(dc: np.ndarray, gc: LayerGrams, dr: np.ndarray, gr: LayerGrams, by_role: bool) -> np.ndarray:
-    """S[i, j]: similarity of candidate layer i and reference layer j (mean matched descriptor correlation)."""
+    """S[i, j]: similarity of candidate layer i and reference layer j (mean correlation of same-kind descriptors).
+
+    When either side's roles come from the structural fallback (unknown names), the correspondence of
+    descriptor kinds is itself found by a linear assignment; the permutation null repeats that step.
+    """
     r = dc @ dr.T / dc.shape[1]
+    keys_c = [key for _, key in gc.keys]
+    if not by_role:
+        mapping = _match_kinds(r, gc.keys, gr.keys)
+        keys_c = [mapping.get(key, "unmatched:" + key) for key in keys_c]
     cl, rl = gc.layers(), gr.layers()
     ci = {lay: i for i, lay in enumerate(cl)}
     ri = {lay: j for j, lay in enumerate(rl)}
-    rows_c: dict[int, list[int]] = defaultdict(list)
-    rows_r: dict[int, list[int]] = defaultdict(list)
-    for k, (lay, _) in enumerate(gc.keys):
-        rows_c[lay].append(k)
-    for k, (lay, _) in enumerate(gr.keys):
-        rows_r[lay].append(k)
-    sim = np.full((len(cl), len(rl)), np.nan, dtype=np.float64)
-    if by_role:
-        kinds = sorted({key for _, key in gc.keys} & {key for _, key in gr.keys})
-        if kinds:
-            acc = np.zeros_like(sim)
-            cnt = np.zeros_like(sim)
-            for kind in kinds:
-                ic = [(ci[lay], k) for k, (lay, key) in enumerate(gc.keys) if key == kind]
-                ir = [(ri[lay], k) for k, (lay, key) in enumerate(gr.keys) if key == kind]
-                li, kc = zip(*ic, strict=True)
-                lj, kr = zip(*ir, strict=True)
-                acc[np.ix_(li, lj)] += r[np.ix_(kc, kr)]
-                cnt[np.ix_(li, lj)] += 1
-            return np.where(cnt > 0, acc / np.maximum(cnt, 1), np.nan)
-    for lay_c, i in ci.items():
-        for lay_r, j in ri.items():
-            sub = r[np.ix_(rows_c[lay_c], rows_r[lay_r])]
-            a, b = linear_sum_assignment(-sub)
-            sim[i, j] = float(sub[a, b].mean())
-    return sim
+    acc = np.zeros((len(cl), len(rl)), dtype=np.float64)
+    cnt = np.zeros_like(acc)
+    for kind in sorted(set(keys_c) & {key for _, key in gr.keys}):
+        ic = [(ci[lay], k) for k, ((lay, _), key) in enumerate(zip(gc.keys, keys_c, strict=True)) if key == kind]
+        ir = [(ri[lay], k) for k, (lay, key) in enumerate(gr.keys) if key == kind]
+        li, kc = zip(*ic, strict=True)
+        lj, kr = zip(*ir, strict=True)
+        acc[np.ix_(li, lj)] += r[np.ix_(kc, kr)]
+        cnt[np.ix_(li, lj)] += 1
+    return np.clip(np.where(cnt > 0, acc / np.maximum(cnt, 1), np.nan), -1.0, 1.0)
+
+
+def _match_kinds(r: np.ndarray, keys_c: list[tuple[int, str]], keys_r: list[tuple[int, str]]) -> dict[str, str]:
+    """Pair candidate descriptor kinds with reference kinds: each candidate kind's rows are scored by their
+    best reference row of each kind, averaged over layers; one assignment over kinds picks the pairing."""
+    kinds_c = sorted({k for _, k in keys_c})
+    kinds_r = sorted({k for _, k in keys_r})
+    score = np.zeros((len(kinds_c), len(kinds_r)))
+    for a, kc in enumerate(kinds_c):
+        rows = [i for i, (_, k) in enumerate(keys_c) if k == kc]
+        for b, kr in enumerate(kinds_r):
+            cols = [j for j, (_, k) in enumerate(keys_r) if k == kr]
+            score[a, b] = r[np.ix_(rows, cols)].max(axis=1).mean()
+    a_idx, b_idx = linear_sum_assignment(-score)
+    return {kinds_c[a]: kinds_r[b] for a, b in zip(a_idx, b_idx, strict=True)}
 
 
 def _fixed_point_stat(align: Alignment) -> Statistic:
@@ -212,10 +220,11 @@ def detect_operations(cand: ModelView, ref: Reference, cmp: Comparison, align: A
     mt_c, mt_r = cand.arch.get("model_type"), ref.arch.get("model_type")
     if cand.roles.scheme == "structural":
         ops.append({"name": "renamed-tensors", "detail": f"tensor names follow no known scheme (reference: {ref.scheme})"})
-    elif not converted and (cand.roles.scheme != ref.scheme or (ref.tensor_names and set(cand.ckpt.tensors) != ref.tensor_names)):
+    elif not converted and (cand.roles.scheme != ref.scheme or _name_patterns(set(cand.ckpt.tensors)) != _name_patterns(ref.tensor_names)):
+        extra = _name_patterns(set(cand.ckpt.tensors)) - _name_patterns(ref.tensor_names)
         ops.append({"name": "renamed-tensors",
                     "detail": f"naming scheme {ref.scheme} -> {cand.roles.scheme}; "
-                              f"{len(set(cand.ckpt.tensors) - ref.tensor_names)} tensor names not in the reference"})
+                              f"{len(extra)} tensor name patterns not in the reference"})
     if mt_c != mt_r and mt_r and not any(o["name"] == "renamed-tensors" for o in ops):
         ops.append({"name": "renamed-tensors", "detail": f"model_type {mt_r!r} -> {mt_c!r}"})
     qc = [d for d in cand.ckpt.storage_dtypes if d.startswith(GGUF_QUANT_PREFIXES) or d in ("int8", "uint8", "I8", "U8")]
@@ -313,6 +322,11 @@ def _identical_first_layer(cand: ModelView, ref: Reference) -> bool:
         return False
     a, b = cand.matrix(wc[0][1]), ref.view.matrix(wr[0][1])
     return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def _name_patterns(names: set[str]) -> set[str]:
+    """Tensor names with block numbers blanked: adding or dropping layers renames nothing."""
+    return {re.sub(r"(?<=\.)\d+(?=\.)", "#", n) for n in names}
 
 
 def _ranges(values: list[int]) -> str:

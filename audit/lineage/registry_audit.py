@@ -20,7 +20,8 @@ def registry_section(cand: ModelView, registry: Registry, comparisons: list[Comp
     if cand.ckpt.tokenizer is not None and fps:
         from audit.fingerprinting.tokenizer_sketch import rank_families
 
-        tok_rows = rank_families(cand.ckpt.tokenizer, fps)[:5]
+        tok = cand.ckpt.tokenizer
+        tok_rows = rank_families(tok, fps, model=tok.model, pre=tok.pre)[:5]
     weights = [{"reference": c.reference, "label": _label(c), "similarity": round(c.mean_best_similarity, 4),
                 "log10_p": round(c.global_log10_p, 2), "layers_matched": f"{int(round(c.matched_fraction * c.layers_compared))}/{c.layers_compared}"}
                for c in comparisons]

@@ -95,8 +95,8 @@ def test_pickle_needs_the_flag(run_cli, good, tmp_path):
 
 
 def test_nothing_comparable(run_cli, good, tmp_path):
-    from safetensors.numpy import save_file
     import numpy as np
+    from safetensors.numpy import save_file
 
     lonely = tmp_path / "lonely.safetensors"
     save_file({"bias": np.zeros(7, dtype=np.float32), "scale": np.ones(3, dtype=np.float32)}, str(lonely))

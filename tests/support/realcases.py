@@ -191,8 +191,7 @@ def _load_gguf(path: Path) -> tuple[Any, Any]:
 
     model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    model.config.quantization_config = None  # the weights are plain float32 now
-    for attr in ("quantization_config", "_pre_quantization_dtype"):
+    for attr in ("quantization_config", "_pre_quantization_dtype"):  # the weights are plain float32 now
         if hasattr(model.config, attr):
             delattr(model.config, attr)
     model.hf_quantizer = None
@@ -258,7 +257,7 @@ def _train(model: Any, tok: Any, seed: int, steps: int = TRAIN_STEPS, lr: float 
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        print(f"[realcases] training step: loss {float(loss):.3f}", file=sys.stderr)
+        print(f"[realcases] training step: loss {loss.item():.3f}", file=sys.stderr)
     model.eval()
 
 
