@@ -11,7 +11,7 @@ VENV=${PROVAUDIT_TEST_VENV:-.venv-test}
 python -m pip install -q --upgrade pip >/dev/null
 python -m pip install -q "torch==2.13.0" 2>/dev/null || echo "note: torch 2.13.0 not available here; pip will pick a torch>=2.2,<3"
 python -m pip install -q -e ".[ml,test]"
-ruff check audit tests benchmarks
+ruff check audit tests benchmarks scripts
 set +e
 python -m pytest -q "$@"
 rc=$?
