@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.stats import norm
 
 from audit.errors import NothingComparable
 from audit.fingerprinting.architecture import same_architecture
@@ -81,20 +82,22 @@ def compare_views(cand: ModelView, ref: ModelView | Reference, seed: int = 0, pr
     by_role = cand.roles.scheme != "structural" and ref.scheme != "structural"
     dc = descriptors(gc.grams)
     sim = _layer_similarity(dc, gc, descriptors(gr.grams), gr, by_role)
+    if np.isnan(sim).all():
+        raise NothingComparable(f"{cand.name} and {ref.name} have nothing comparable: no layer shares a weight kind")
+    # a candidate layer with no kind in common with any reference layer can never match: score it -1
+    sim = np.where(np.isnan(sim), -1.0, sim)
 
     null_vals, null_best = [], []
     for _ in range(N_PERM):
         s_perm = _layer_similarity(dc, gc, descriptors(gr.grams, rng.permutation(m)), gr, by_role)
-        null_vals.append(s_perm.ravel())
-        null_best.append(float(np.nanmax(s_perm, axis=1).mean()))
+        null_vals.append(s_perm[~np.isnan(s_perm)])
+        null_best.append(float(np.where(np.isnan(s_perm), -1.0, s_perm).max(axis=1).mean()))
     pooled = np.concatenate(null_vals)
-    mu0, sd0 = float(np.nanmean(pooled)), max(float(np.nanstd(pooled)), 1e-6)
+    mu0, sd0 = float(pooled.mean()), max(float(pooled.std()), 1e-6)
 
     cl, rl = gc.layers(), gr.layers()
-    best_j = np.nanargmax(sim, axis=1)
+    best_j = np.argmax(sim, axis=1)
     best = sim[np.arange(len(cl)), best_j]
-    from scipy.stats import norm
-
     layer_log10 = np.clip(norm.logsf((best - mu0) / sd0) * LOG10E + math.log10(len(rl)), MIN_LOG10_P, 0.0)
     matched = (layer_log10 < math.log10(LAYER_ALPHA)) & (best >= EFFECT_FLOOR)
     layer_map = [(cl[i], rl[best_j[i]] if matched[i] else None, float(best[i]), float(layer_log10[i]))
