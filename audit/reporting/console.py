@@ -324,6 +324,13 @@ def print_summary(record: dict, console: Console | None = None) -> None:
     else:
         out.append(Text("No comparisons in this record.", style="dim"))
 
+    from audit.reporting.registry_view import registry_lines
+
+    reg_lines = registry_lines(record)
+    if reg_lines:
+        out.append(Text(f"Registry ({record['registry'].get('entries', '?')} entries), nearest families:", style="bold"))
+        out.extend(Text("  " + line) for line in reg_lines)
+
     flags = [f for f in record.get("flags") or [] if isinstance(f, dict)]
     if flags:
         out.append(Text("Flags (not derivations):", style="bold"))

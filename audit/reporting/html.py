@@ -376,7 +376,10 @@ def build_view(record: dict) -> dict[str, Any]:
     for ref in record.get("references") or []:
         if isinstance(ref, dict):
             files += _files(f"reference: {_text(ref.get('name'))}", ref)
+    from audit.reporting.registry_view import registry_rows
+
     return {
+        "registry": registry_rows(record),
         "title": f"provaudit: {_text(subject.get('name'))}",
         "label": _text(verdict.get("label")),
         "label_class": _label_class(verdict.get("label")),
