@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "compare": ("audit.cli.compare_cmd", "compare", "Compare a candidate model with one reference."),
     "audit": ("audit.cli.audit_cmd", "audit_", "Audit a model against the registry and references; name the parent."),
     "demo": ("audit.cli.demo_cmd", "demo", "Run a real audit on SmolLM2-135M and copies derived from it."),
+    "probe": ("audit.cli.probe_cmd", "probe", "Black-box probes of a local model or an OpenAI-compatible endpoint."),
     "refs": ("audit.cli.refs_cmd", "refs", "List, show, add and verify reference fingerprints of known families."),
 }
 

@@ -331,6 +331,8 @@ def print_summary(record: dict, console: Console | None = None) -> None:
         out.append(Text(f"Registry ({record['registry'].get('entries', '?')} entries), nearest families:", style="bold"))
         out.extend(Text("  " + line) for line in reg_lines)
 
+    out += [_line(f"Probes {name}".strip(), body) for name, body in probe_lines(record)]
+
     flags = [f for f in record.get("flags") or [] if isinstance(f, dict)]
     if flags:
         out.append(Text("Flags (not derivations):", style="bold"))
@@ -345,6 +347,24 @@ def print_summary(record: dict, console: Console | None = None) -> None:
 
     for item in out:
         console.print(item, width=width, crop=True)
+
+
+def probe_lines(record: dict) -> list[tuple[str, str]]:
+    """(suite, 'N answered, M errors; claims: OpenAI 12/40, ...') for each probe suite in the record."""
+    rows = []
+    for suite in record.get("probes") or []:
+        if not isinstance(suite, dict):
+            continue
+        parts = [f"{suite.get('answered', DASH)} answered"]
+        if suite.get("failed"):
+            parts[0] += f", {suite['failed']} errors"
+        vendors = [v for v in suite.get("vendors") or [] if isinstance(v, dict)]
+        claims = ", ".join(f"{v.get('vendor')} {v.get('count')}/{v.get('of')}" for v in vendors[:4])
+        rows.append((str(suite.get("suite", DASH)), f"{parts[0]}; claims: {claims or 'none'}"))
+    run = record.get("probe_run")
+    if isinstance(run, dict) and run.get("error"):
+        rows.append(("", f"not run: {run['error']}"))
+    return rows
 
 
 def tokenizer_text(tok: dict) -> str:

@@ -319,19 +319,46 @@ def _comparison_view(record: dict, comp: dict, index: int, is_parent: bool) -> d
 
 def _probe_view(suite: Any) -> dict[str, Any]:
     if not isinstance(suite, dict):
-        return {"name": _text(suite), "claims": [], "detectors": [], "exchanges": []}
+        return {"name": _text(suite), "claims": [], "detectors": [], "exchanges": [], "errors": 0, "summary": ""}
     prompts = suite.get("prompts") or []
     responses = suite.get("responses") or []
+    by_id = {p.get("id"): p for p in prompts if isinstance(p, dict) and "id" in p}
     exchanges = []
-    for i in range(max(len(prompts), len(responses))):
-        p = prompts[i] if i < len(prompts) else None
-        r = responses[i] if i < len(responses) else None
-        if isinstance(p, dict):
-            p = p.get("text") or p.get("prompt") or p
-        if isinstance(r, dict):
-            r = r.get("text") or r.get("response") or r.get("content") or r
-        exchanges.append({"prompt": _text(p), "response": _text(r)})
+    if by_id and all(isinstance(r, dict) and "probe" in r for r in responses):
+        # provaudit's own shape: n sampled responses per prompt, joined to their prompt by id
+        for r in responses:
+            p = by_id.get(r.get("probe")) or {}
+            meta = f"{_text(r.get('probe'))} · {_text(p.get('language'))} · sample {_text(r.get('sample'))} · seed {_text(r.get('seed'))}"
+            per: dict[str, set[str]] = {}
+            for c in r.get("claims") or []:
+                if isinstance(c, dict):
+                    per.setdefault(str(c.get("vendor")), set()).update([str(c["model"])] if c.get("model") else [])
+            claims = ", ".join(f"{v} ({', '.join(sorted(m))})" if m else v for v, m in sorted(per.items()))
+            if claims:
+                meta += f" · claims: {claims}"
+            if r.get("boilerplate"):
+                meta += f" · boilerplate: {', '.join(map(str, r['boilerplate']))}"
+            if r.get("cutoff"):
+                meta += f" · cutoff: {', '.join(map(str, r['cutoff']))}"
+            response = _text(r.get("text")) if r.get("error") is None else f"[error] {_text(r.get('error'))}"
+            exchanges.append({"prompt": _messages_text(p.get("messages")), "response": response, "meta": meta})
+    else:
+        for i in range(max(len(prompts), len(responses))):
+            p = prompts[i] if i < len(prompts) else None
+            r = responses[i] if i < len(responses) else None
+            if isinstance(p, dict):
+                p = p.get("text") or p.get("prompt") or p
+            if isinstance(r, dict):
+                r = r.get("text") or r.get("response") or r.get("content") or r
+            exchanges.append({"prompt": _text(p), "response": _text(r), "meta": ""})
     detectors = suite.get("detectors") or suite.get("detectors_fired") or []
+    vendors = [v for v in suite.get("vendors") or [] if isinstance(v, dict)]
+    summary = ""
+    if "answered" in suite:
+        summary = f"{_text(suite.get('answered'))} answers scored, {_text(suite.get('failed', 0))} errors"
+        if vendors:
+            summary += "; claims per vendor: " + ", ".join(
+                f"{_text(v.get('vendor'))} {_text(v.get('count'))}/{_text(v.get('of'))}" for v in vendors)
     return {
         "name": _text(suite.get("suite") or suite.get("name")),
         "claims": [
@@ -341,7 +368,38 @@ def _probe_view(suite: Any) -> dict[str, Any]:
         ],
         "detectors": [_text(d.get("name") if isinstance(d, dict) and "name" in d else d) for d in detectors],
         "exchanges": exchanges,
+        "errors": len(suite.get("errors") or []),
+        "summary": summary,
     }
+
+
+def _flag_view(f: dict) -> dict[str, Any]:
+    """A flag for display; example exchanges in the evidence (probe flags) are shown as prompt/response pairs."""
+    evidence = f.get("evidence")
+    examples = []
+    if isinstance(evidence, dict) and isinstance(evidence.get("examples"), list):
+        for e in evidence["examples"]:
+            if isinstance(e, dict):
+                meta = f"{_text(e.get('suite'))} / {_text(e.get('probe'))} · sample {_text(e.get('sample'))} · seed {_text(e.get('seed'))}"
+                examples.append({"prompt": _text(e.get("prompt")), "response": _text(e.get("response")), "meta": meta})
+        evidence = {k: v for k, v in evidence.items() if k != "examples"}
+    return {
+        "kind": _text(f.get("kind")),
+        "detail": _text(f.get("detail")) if f.get("detail") else "",
+        "meaning": FLAG_MEANINGS.get(str(f.get("kind")), ""),
+        "evidence": _text(evidence) if evidence else "",
+        "examples": examples,
+    }
+
+
+def _messages_text(messages: Any) -> str:
+    if not isinstance(messages, list):
+        return _text(messages)
+    return "\n".join(
+        (f"[{m.get('role')}] " if m.get("role") != "user" else "") + _text(m.get("content"))
+        for m in messages
+        if isinstance(m, dict)
+    )
 
 
 def _files(owner: str, model: Any) -> list[dict[str, str]]:
@@ -393,16 +451,7 @@ def build_view(record: dict) -> dict[str, Any]:
         "meaning": meaning,
         "caveats": caveats,
         "n_refs": references_checked(record),
-        "flags": [
-            {
-                "kind": _text(f.get("kind")),
-                "detail": _text(f.get("detail")) if f.get("detail") else "",
-                "meaning": FLAG_MEANINGS.get(str(f.get("kind")), ""),
-                "evidence": _text(f.get("evidence")) if f.get("evidence") else "",
-            }
-            for f in record.get("flags") or []
-            if isinstance(f, dict)
-        ],
+        "flags": [_flag_view(f) for f in record.get("flags") or [] if isinstance(f, dict)],
         "subject": {
             "name": _text(subject.get("name")),
             "path": _text(subject.get("path")),

@@ -1,0 +1,79 @@
+"""A scripted backend for tests and demos: answers from regex rules, a dict or a callable."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from audit.probing.backends.base import Generation, Messages
+
+Reply = str | list[str] | Generation | None
+Responder = Callable[[Messages, int, int], "str | Generation"]
+
+
+class FakeBackend:
+    """Answer each conversation from the first rule whose regex matches its last user message.
+
+    A rule's reply is a string, a list of strings (sample j gets item j mod len), a Generation (returned
+    as is, e.g. with an error), or None (an empty answer). `responder(messages, sample, seed)` overrides
+    the rules. Token counts are whitespace word counts, so tests can check they are carried through.
+    """
+
+    def __init__(self, rules: dict[str, Reply] | list[tuple[str, Reply]] | None = None,
+                 default: Reply = "I am a helpful assistant.", responder: Responder | None = None,
+                 name: str = "fake") -> None:
+        items = list(rules.items()) if isinstance(rules, dict) else list(rules or [])
+        self.rules = [(re.compile(pattern, re.IGNORECASE), reply) for pattern, reply in items]
+        self.default = default
+        self.responder = responder
+        self.name = name
+        self.calls = 0
+
+    def _reply(self, messages: Messages, sample: int, seed: int) -> Generation:
+        if self.responder is not None:
+            out = self.responder(messages, sample, seed)
+        else:
+            user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+            out = next((reply for pattern, reply in self.rules if pattern.search(user)), self.default)
+            if isinstance(out, list):
+                out = out[sample % len(out)] if out else None
+        if isinstance(out, Generation):
+            return out
+        text = out or ""
+        prompt = sum(len(m["content"].split()) for m in messages)
+        return Generation(text, prompt, len(text.split()))
+
+    def generate(self, batch: Sequence[Messages], max_new_tokens: int, temperature: float, seed: int,
+                 n: int) -> list[list[Generation]]:
+        self.calls += 1
+        return [[self._reply(list(msgs), j, seed + j) for j in range(n)] for msgs in batch]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "fake", "model": self.name, "device": "none", "dtype": None, "endpoint": None,
+                "rules": len(self.rules)}
+
+
+def load_rules(path: Path) -> list[tuple[str, Reply]]:
+    """Rules from a YAML/JSON file: a list of [pattern, reply] pairs or a {pattern: reply} mapping."""
+    import yaml
+
+    from audit.errors import InputError
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"{path}: cannot read fake-backend rules: {exc}") from None
+    if isinstance(data, dict):
+        return list(data.items())
+    if isinstance(data, list) and all(isinstance(r, list) and len(r) == 2 for r in data):
+        return [(str(p), r) for p, r in data]
+    raise InputError(f"{path}: fake-backend rules must be a mapping or a list of [pattern, reply] pairs")
+
+
+def create(rules: Any = None, rules_file: str | Path | None = None, **options: Any) -> FakeBackend:
+    if rules_file is not None:
+        rules = load_rules(Path(rules_file))
+        options.setdefault("name", Path(rules_file).stem)
+    return FakeBackend(rules, **options)
