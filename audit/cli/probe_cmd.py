@@ -34,6 +34,8 @@ def probe_options(f: Callable) -> Callable:
 @click.option("--endpoint", metavar="URL", help="An OpenAI-compatible API base URL (e.g. http://host:8000/v1).")
 @click.option("--model", "served_model", metavar="NAME", help="The model name to request from --endpoint.")
 @click.option("--api-key-env", metavar="VAR", help="Environment variable holding the endpoint's API key.")
+@click.option("--no-tokenizer-check", is_flag=True,
+              help="Skip inferring the endpoint's tokenizer from billed token counts (74 extra requests).")
 @click.option("--suite", "suites", multiple=True, metavar="NAME|FILE",
               help="A bundled suite or a suite file (repeatable; default: all bundled suites).")
 @click.option("--list", "list_", is_flag=True, help="List the bundled suites and exit.")
@@ -49,7 +51,7 @@ def probe_options(f: Callable) -> Callable:
 @click.option("--seed", type=int, default=0, show_default=True, help="Base seed for sampling.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no terminal summary.")
 def probe(model: str | None, endpoint: str | None, served_model: str | None, api_key_env: str | None,
-          suites: tuple[str, ...], list_: bool, timeout: float, max_requests: int, name: str | None,
+          no_tokenizer_check: bool, suites: tuple[str, ...], list_: bool, timeout: float, max_requests: int, name: str | None,
           fake_rules: str | None, declared: tuple[str, ...], temperature: float, max_new_tokens: int,
           samples: int, batch_size: int, device: str, json_path: str | None, html_path: str | None, seed: int,
           quiet: bool) -> None:
@@ -85,7 +87,8 @@ def probe(model: str | None, endpoint: str | None, served_model: str | None, api
         subject, hasher = session.local_subject(model or "", name)
         backend = session.local_backend(model or "", device, batch_size)
     with progress(quiet) as bar:
-        result = session.probe(backend, chosen, settings, progress=bar)
+        result = session.probe(backend, chosen, settings, progress=bar,
+                               tokenizer_check=bool(endpoint) and not no_tokenizer_check)
     if hasher is not None:
         subject["files"] = hasher.result()
     record = session.probe_only_record(subject, result, sys.argv[1:], seed)

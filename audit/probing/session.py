@@ -38,10 +38,14 @@ def fake_backend(rules_file: str) -> Backend:
     return create_backend("fake", rules_file=rules_file)
 
 
-def probe(backend: Backend, suites: list[Suite], settings: ProbeSettings, progress: Any = None) -> dict[str, Any]:
-    """Run the suites and close the backend afterwards when it has a close()."""
+def probe(backend: Backend, suites: list[Suite], settings: ProbeSettings, progress: Any = None,
+          tokenizer_check: bool = False) -> dict[str, Any]:
+    """Run the suites (and, for endpoints, the tokenizer check); close the backend afterwards."""
     try:
-        return run_probes(backend, suites, settings, progress=progress)
+        result = run_probes(backend, suites, settings, progress=progress)
+        if tokenizer_check:
+            check_endpoint_tokenizer(backend, result)
+        return result
     finally:
         close = getattr(backend, "close", None)
         if callable(close):
@@ -83,6 +87,22 @@ def attach_error(record: dict[str, Any], suites: list[Suite], message: str) -> d
     return record
 
 
+def check_endpoint_tokenizer(backend: Backend, result: dict[str, Any]) -> None:
+    """Infer the tokenizer an endpoint bills with; add it to probe_run and, if warranted, a wrapper-suspected flag."""
+    from audit.probing.tokcount import backend_counter, infer_tokenizer_family
+    from audit.probing.wrapper import wrapper_flag
+    from audit.registry import load_registry
+
+    fps = [e.data for e in load_registry().of_kind("tokenizer")]
+    inference = infer_tokenizer_family(backend_counter(backend), fps)
+    run = result["probe_run"]
+    run["tokenizer_inference"] = inference
+    claimed = [t["vendor"] for t in run.get("vendor_tests", []) if t.get("flagged")]
+    flag = wrapper_flag(inference, list(run["declared"]["vendors"]), claimed, list(run["declared"]["names"]))
+    if flag is not None:
+        result["flags"].append(flag)
+
+
 def probe_only_record(subject: dict[str, Any], result: dict[str, Any], argv: list[str], seed: int) -> dict[str, Any]:
     """A record for `provaudit probe`: no weights compared, so the verdict is inconclusive with no parent."""
     from audit.reporting.record import build_record
@@ -92,6 +112,11 @@ def probe_only_record(subject: dict[str, Any], result: dict[str, Any], argv: lis
     summary = ("Black-box probes only: no weights were compared, so there is no lineage verdict; "
                + (f"the answers claim another vendor's identity ({found}): see the distillation-leak flag."
                   if found else "no foreign identity claim beyond noise."))
+    tok = (result.get("probe_run") or {}).get("tokenizer_inference")
+    if tok:
+        summary += " " + (tok.get("summary") or f"Endpoint tokenizer: {tok.get('reason')}")
+    if any(f["kind"] == "wrapper-suspected" for f in flags):
+        summary += " The endpoint is suspected of wrapping another vendor's model: see the wrapper-suspected flag."
     verdict = {"label": "inconclusive", "parent": None, "confidence": None, "operations": [],
                "references_checked": 0, "summary": summary}
     record = build_record("probe", argv, seed, subject, [], [], verdict, [])
