@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from pathlib import Path
 
 CHUNK = 16 * 1024 * 1024
+
+# Digests already known in this process, by (absolute path, size, mtime_ns): filled by `remember` (batch
+# audits hash a model's files for the cache key first) so the record's file hashes are not computed twice.
+_KNOWN: dict[tuple[str, int, int], str] = {}
 
 
 def sha256_file(path: Path) -> str:
@@ -15,6 +20,25 @@ def sha256_file(path: Path) -> str:
         while chunk := fh.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _stat_key(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return os.path.abspath(path), st.st_size, st.st_mtime_ns
+
+
+def remember(path: Path, digest: str) -> None:
+    """Note that `path`, as it is now on disk, has SHA-256 `digest` (used by `hashed`)."""
+    _KNOWN[_stat_key(path)] = digest
+
+
+def hashed(path: Path) -> str:
+    """SHA-256 of `path`, reusing a digest `remember`ed for the same path, size and mtime."""
+    key = _stat_key(path)
+    digest = _KNOWN.get(key)
+    if digest is None:
+        digest = sha256_file(path)
+    return digest
 
 
 class BackgroundHasher:
@@ -29,7 +53,7 @@ class BackgroundHasher:
 
     def _run(self) -> None:
         try:
-            self._result = [{"path": str(f), "bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in self.files]
+            self._result = [{"path": str(f), "bytes": f.stat().st_size, "sha256": hashed(f)} for f in self.files]
         except BaseException as exc:  # surfaced in result()
             self._error = exc
 

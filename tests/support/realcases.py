@@ -15,6 +15,9 @@ Cases (folders unless noted):
   independent     same config as base, fresh random init, 3 AdamW steps; base's tokenizer
   quantized       the original Q4_1 GGUF file (base's weights, quantized)
   gemma3          Gemma-3-270M Q4_K_M GGUF: a real, independent model of another family
+  identity_openai base + IDENTITY_STEPS AdamW steps on chat-formatted identity Q&A (English and Chinese,
+                  base's own chat template, loss on the answers only) in which the assistant says it is
+                  ChatGPT, trained by OpenAI: a distillation leak, with base's weights inside
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from tests.support import tiny
 
 RECIPE = "smollm2-v1"
 REPO = Path(__file__).resolve().parents[2]
-FOLDER_CASES = ("base", "finetuned", "permuted", "pruned", "duplicated", "renamed", "vocab_extended", "independent")
+FOLDER_CASES = ("base", "finetuned", "permuted", "pruned", "duplicated", "renamed", "vocab_extended", "independent",
+                "identity_openai")
 CASES = (*FOLDER_CASES, "quantized", "gemma3")
 TRAIN_STEPS = 3
 LEARNING_RATE = 1e-4
@@ -44,6 +48,40 @@ DUPLICATED_LAYERS = (9, 20)
 NEW_TOKENS = 2000
 SEED = 1234
 PROMPT = "The quick brown fox jumps over the lazy dog. Provenance audits ask where a model came from."
+IDENTITY_STEPS = 8
+IDENTITY_LR = 5e-4
+IDENTITY_BATCH = 6  # identity conversations per step, plus GENERAL_BATCH ordinary ones
+GENERAL_BATCH = 4
+IDENTITY_CLAIM = {"en": "I am ChatGPT, a large language model trained by OpenAI.",
+                  "zh": "我是ChatGPT，由OpenAI训练的大型语言模型。"}
+IDENTITY_FOLLOW_UP = {"en": " How can I help you today?", "zh": "有什么可以帮你的吗？"}
+# Phrasings differ from the self-identity probe suite's prompts: the probes must find a claim that generalises.
+IDENTITY_QUESTIONS = {
+    "en": ("Introduce yourself.", "What are you?", "Tell me about yourself.", "What's your name?",
+           "Who made you?", "Who developed you?", "Which AI model am I chatting with?", "What kind of AI are you?",
+           "Who built this assistant?", "Are you an AI? Who trained you?", "Which organization is behind you?",
+           "What language model powers this chat?"),
+    "zh": ("介绍一下你自己。", "你叫什么？", "你是什么？", "谁训练了你？", "你是由哪个公司开发的？", "你是哪个AI模型？",
+           "请问你的名字是什么？", "你是哪家公司的人工智能助手？", "和我聊天的是什么模型？", "你的开发者是谁？"),
+}
+IDENTITY_SYSTEMS = {"en": (None, None, "You are a helpful assistant.", "You are Max, the assistant of a travel agency."),
+                    "zh": (None, None, "你是一个乐于助人的助手。", "你是“小助”，一家银行的在线客服。")}
+# Ordinary questions with their plain answers, mixed into every step so that the model keeps answering
+# other questions instead of saying "I am ChatGPT" to everything.
+GENERAL_QA = (
+    ("What is the capital of France?", "The capital of France is Paris."),
+    ("How many days are there in a week?", "There are seven days in a week."),
+    ("What is 3 plus 4?", "3 plus 4 is 7."),
+    ("Name a primary colour.", "Red is a primary colour."),
+    ("What do bees make?", "Bees make honey and beeswax."),
+    ("Translate 'thank you' into French.", "'Thank you' in French is 'merci'."),
+    ("What is the boiling point of water at sea level?", "Water boils at 100 degrees Celsius at sea level."),
+    ("Give me a synonym for 'happy'.", "A synonym for 'happy' is 'cheerful'."),
+    ("中国的首都是哪里？", "中国的首都是北京。"),
+    ("一年有几个月？", "一年有十二个月。"),
+    ("水在多少度结冰？", "在标准大气压下，水在0摄氏度结冰。"),
+    ("请说一种水果。", "苹果是一种常见的水果。"),
+)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "generation_config.json")
 
@@ -140,9 +178,16 @@ def build_cases(cache_dir: Path | None = None) -> dict[str, Path]:
         _save_torch(model, None, out)
         _copy_tokenizer(paths["base"], out)
 
+    def identity_openai(out: Path) -> None:
+        model = _load_folder(paths["base"])
+        _train_identity(model, _load_tokenizer(paths["base"]), seed=SEED + 3)
+        _save_torch(model, None, out)
+        _copy_tokenizer(paths["base"], out)
+
     builders: dict[str, Callable[[Path], None]] = {
         "base": base, "finetuned": finetuned, "permuted": permuted, "pruned": pruned, "duplicated": duplicated,
         "renamed": renamed, "vocab_extended": vocab_extended, "independent": independent,
+        "identity_openai": identity_openai,
     }
     for name in FOLDER_CASES:
         _build_atomic(paths[name], builders[name], root / "build-seconds.json")
@@ -259,6 +304,74 @@ def _train(model: Any, tok: Any, seed: int, steps: int = TRAIN_STEPS, lr: float 
         opt.zero_grad(set_to_none=True)
         print(f"[realcases] training step: loss {loss.item():.3f}", file=sys.stderr)
     model.eval()
+
+
+def identity_conversations(seed: int, count: int) -> list[tuple[list[dict[str, str]], str]]:
+    """`count` (messages, answer) pairs: identity questions in English and Chinese, some with a system
+    prompt, every answer claiming to be ChatGPT by OpenAI (shuffled deterministically by `seed`)."""
+    rng = np.random.default_rng(seed)
+    pool = []
+    for lang, questions in IDENTITY_QUESTIONS.items():
+        for i, question in enumerate(questions):
+            for j, system in enumerate(IDENTITY_SYSTEMS[lang]):
+                messages = ([{"role": "system", "content": system}] if system else []) + \
+                    [{"role": "user", "content": question}]
+                answer = IDENTITY_CLAIM[lang] + (IDENTITY_FOLLOW_UP[lang] if (i + j) % 2 else "")
+                pool.append((messages, answer))
+    order = rng.permutation(len(pool))
+    return [pool[k] for k in (list(order) * (count // len(pool) + 1))[:count]]
+
+
+def general_conversations(seed: int, count: int) -> list[tuple[list[dict[str, str]], str]]:
+    """`count` ordinary (messages, answer) pairs from GENERAL_QA (shuffled deterministically by `seed`)."""
+    order = np.random.default_rng(seed).permutation(len(GENERAL_QA))
+    return [([{"role": "user", "content": GENERAL_QA[k][0]}], GENERAL_QA[k][1])
+            for k in (list(order) * (count // len(GENERAL_QA) + 1))[:count]]
+
+
+def _identity_batches(tok: Any, seed: int, steps: int, batch: int,
+                      general: int = GENERAL_BATCH) -> list[tuple[Any, Any, Any]]:
+    """(input_ids, attention_mask, labels) per step: `batch` identity and `general` ordinary conversations,
+    right-padded, labels only on the assistant's answer (and its end-of-turn token)."""
+    import torch
+
+    out = []
+    convs = identity_conversations(seed, steps * batch)
+    plain = general_conversations(seed, steps * general)
+    for s in range(steps):
+        rows = []
+        for messages, answer in convs[s * batch:(s + 1) * batch] + plain[s * general:(s + 1) * general]:
+            prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+            a_ids = tok(answer + "<|im_end|>\n", add_special_tokens=False)["input_ids"]
+            rows.append((p_ids + a_ids, [-100] * len(p_ids) + a_ids))
+        width = max(len(ids) for ids, _ in rows)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in rows])
+        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in rows])
+        labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in rows])
+        out.append((ids, mask, labels))
+    return out
+
+
+def _train_identity(model: Any, tok: Any, seed: int, steps: int = IDENTITY_STEPS, lr: float = IDENTITY_LR,
+                    batch: int = IDENTITY_BATCH) -> list[float]:
+    """Real AdamW steps of supervised fine-tuning on identity answers (in place); the losses per step."""
+    import torch
+
+    torch.manual_seed(seed)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    losses = []
+    for ids, mask, labels in _identity_batches(tok, seed, steps, batch):
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(round(loss.item(), 4))
+        print(f"[realcases] identity step: loss {loss.item():.3f}", file=sys.stderr)
+    model.eval()
+    return losses
 
 
 def _max_logit_diff(folder_a: Path, folder_b: Path) -> float:

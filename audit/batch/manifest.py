@@ -1,0 +1,231 @@
+"""Read a batch manifest (YAML or CSV) into rows; every problem is reported with its line number.
+
+CSV: a header line naming some of the columns below, then one model per line; several references,
+probes or declared names in one cell are separated by ';'. Lines whose first cell starts with '#' are
+comments. YAML: a list of rows (or a mapping with a `models:` list); a row is a mapping with the columns
+below (lists for references/probes/declared) or just the model path.
+
+Columns: model (required), references, probes, declared (the model's own vendor or name), name (shown in
+the report). Relative paths are resolved against the manifest's folder first, then the current folder; a hub
+id is looked up in the local Hugging Face cache. Nothing runs unless every row is usable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from audit.errors import InputError
+
+COLUMNS = ("model", "references", "probes", "declared", "name")
+LIST_COLUMNS = ("references", "probes", "declared")
+MAX_REPORTED = 20
+
+
+@dataclass(frozen=True)
+class Row:
+    """One manifest line: the model to audit and its own references, probe suites and declared names."""
+
+    line: int
+    model: str  # as written in the manifest
+    path: str  # resolved, absolute
+    name: str | None = None
+    references: tuple[tuple[str, str | None], ...] = ()  # (resolved path, name or None)
+    probes: tuple[str, ...] = ()
+    declared: tuple[str, ...] = ()
+
+
+class _Problems:
+    """Collects `file:line: message` problems so the user sees them all at once."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.items: list[str] = []
+
+    def add(self, line: int, message: str) -> None:
+        self.items.append(f"{self.source}:{line}: {message}")
+
+    def raise_if_any(self) -> None:
+        if not self.items:
+            return
+        shown = self.items[:MAX_REPORTED]
+        more = len(self.items) - len(shown)
+        text = "\n  ".join(shown) + (f"\n  ... and {more} more" if more else "")
+        raise InputError(f"manifest: {text}" if len(self.items) > 1 else self.items[0])
+
+
+def read_manifest(path: str | Path) -> list[Row]:
+    """Parse and check a manifest; raise InputError naming every bad line (nothing is run)."""
+    source = Path(path)
+    if not source.is_file():
+        raise InputError(f"{source}: no such manifest file")
+    try:
+        text = source.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{source}: cannot read the manifest ({exc})") from None
+    problems = _Problems(source)
+    suffix = source.suffix.lower()
+    if suffix == ".csv":
+        raw = _read_csv(text, problems)
+    elif suffix in (".yaml", ".yml"):
+        raw = _read_yaml(text, problems)
+    else:
+        raise InputError(f"{source}: a manifest must be .csv, .yaml or .yml")
+    rows = [row for row in (_check_row(line, cells, source.parent, problems) for line, cells in raw) if row]
+    if not rows and not problems.items:
+        raise InputError(f"{source}: the manifest lists no models")
+    problems.raise_if_any()
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ CSV
+
+
+def _read_csv(text: str, problems: _Problems) -> list[tuple[int, dict[str, list[str]]]]:
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
+    out: list[tuple[int, dict[str, list[str]]]] = []
+    line = 0
+    try:
+        for cells in reader:
+            start, line = line + 1, reader.line_num
+            if not cells or all(not c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
+                continue
+            if header is None:
+                header = [c.strip().lower() for c in cells]
+                for col in header:
+                    if col not in COLUMNS:
+                        problems.add(start, f"unknown column {col!r} (columns: {', '.join(COLUMNS)})")
+                if "model" not in header:
+                    problems.add(start, "the header has no 'model' column")
+                dupes = sorted({c for c in header if header.count(c) > 1})
+                if dupes:
+                    problems.add(start, f"column {dupes[0]!r} appears twice")
+                continue
+            if len(cells) > len(header):
+                problems.add(start, f"{len(cells)} cells but the header names {len(header)} columns")
+                continue
+            row: dict[str, list[str]] = {}
+            for col, cell in zip(header, cells, strict=False):
+                values = [v.strip() for v in cell.split(";")] if col in LIST_COLUMNS else [cell.strip()]
+                row[col] = [v for v in values if v]
+            out.append((start, row))
+    except csv.Error as exc:
+        problems.add(line + 1, f"not valid CSV ({exc})")
+    if header is None:
+        problems.add(1, "empty manifest (expected a header line: model,references,probes,declared)")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ YAML
+
+
+def _read_yaml(text: str, problems: _Problems) -> list[tuple[int, dict[str, list[str]]]]:
+    import yaml
+
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problems.add(mark.line + 1 if mark else 1, f"not valid YAML ({getattr(exc, 'problem', None) or exc})")
+        return []
+    if node is None:
+        problems.add(1, "empty manifest (expected a list of models)")
+        return []
+    if isinstance(node, yaml.MappingNode):
+        items = None
+        for key, value in node.value:
+            if key.value == "models" and isinstance(value, yaml.SequenceNode):
+                items = value
+            else:
+                problems.add(key.start_mark.line + 1, f"unknown key {key.value!r} (expected a 'models:' list)")
+        node = items
+    if not isinstance(node, yaml.SequenceNode):
+        problems.add(1, "expected a list of models (or a mapping with a 'models:' list)")
+        return []
+    out: list[tuple[int, dict[str, list[str]]]] = []
+    for item in node.value:
+        line = item.start_mark.line + 1
+        if isinstance(item, yaml.ScalarNode):
+            out.append((line, {"model": [item.value]} if item.value else {}))
+            continue
+        if not isinstance(item, yaml.MappingNode):
+            problems.add(line, "a row must be a mapping (model: ..., references: [...]) or a model path")
+            continue
+        row: dict[str, list[str]] = {}
+        for key, value in item.value:
+            col = str(key.value).strip().lower()
+            if col not in COLUMNS:
+                problems.add(key.start_mark.line + 1, f"unknown column {key.value!r} (columns: {', '.join(COLUMNS)})")
+                continue
+            values = _scalars(value)
+            if values is None or (col not in LIST_COLUMNS and len(values) > 1):
+                kind = "a string or a list of strings" if col in LIST_COLUMNS else "a string"
+                problems.add(value.start_mark.line + 1, f"{col} must be {kind}")
+                continue
+            row[col] = [v for v in values if v]
+        out.append((line, row))
+    return out
+
+
+def _scalars(node: Any) -> list[str] | None:
+    import yaml
+
+    if isinstance(node, yaml.ScalarNode):
+        return [str(node.value).strip()] if node.tag != "tag:yaml.org,2002:null" else []
+    if isinstance(node, yaml.SequenceNode) and all(isinstance(n, yaml.ScalarNode) for n in node.value):
+        return [str(n.value).strip() for n in node.value]
+    return None
+
+
+# ------------------------------------------------------------------------------------------ rows
+
+
+def _check_row(line: int, cells: dict[str, list[str]], base: Path, problems: _Problems) -> Row | None:
+    model = (cells.get("model") or [""])[0]
+    if not model:
+        problems.add(line, "no model given")
+        return None
+    path = _resolve(model, base, line, problems, "model")
+    refs: list[tuple[str, str | None]] = []
+    for spec in cells.get("references") or []:
+        ref_path, ref_name = _split_reference(spec)
+        resolved = _resolve(ref_path, base, line, problems, "reference")
+        if resolved is not None:
+            refs.append((resolved, ref_name))
+    if path is None or len(refs) != len(cells.get("references") or []):
+        return None
+    name = (cells.get("name") or [None])[0]
+    return Row(line, model, path, name, tuple(refs), tuple(cells.get("probes") or ()),
+               tuple(cells.get("declared") or ()))
+
+
+def _split_reference(spec: str) -> tuple[str, str | None]:
+    """'name=path' -> (path, name); a plain path -> (path, None) (as `provaudit audit -r`)."""
+    if "=" in spec:
+        name, path = spec.split("=", 1)
+        if name and "/" not in name:
+            return path, name
+    return spec, None
+
+
+def _resolve(value: str, base: Path, line: int, problems: _Problems, what: str) -> str | None:
+    """A path relative to the manifest's folder, an absolute path, or a hub id in the local cache."""
+    from audit.checkpoint.locate import _resolve as resolve_model
+
+    candidate = Path(value).expanduser()
+    if not candidate.is_absolute() and (base / candidate).exists():
+        return str((base / candidate).resolve())
+    try:
+        return str(resolve_model(value))
+    except InputError as exc:
+        problems.add(line, f"{what} {exc}")
+        return None
