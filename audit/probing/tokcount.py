@@ -132,17 +132,6 @@ def _p_value(k: int, null_values: Sequence[int]) -> float:
     return round((1 + sum(v >= k for v in null_values)) / (len(null_values) + 1), 6)
 
 
-def _dedupe(fps: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    seen: set[tuple[Any, Any]] = set()
-    out = []
-    for fp in fps:
-        key = (fp.get("name"), fp.get("vocab_sha256"))
-        if key not in seen:
-            seen.add(key)
-            out.append(fp)
-    return out
-
-
 # ---------------------------------------------------------------- requests
 
 
@@ -202,8 +191,10 @@ def infer_tokenizer_family(count_fn: CountFn, fingerprints: Iterable[Mapping[str
                               "offset_minus_baseline": None, "p_value": None, "null": None, "ranking": [],
                               "mismatches": [], "not_compared": {}, "strings_skipped": 0,
                               "requests": {"sent": 0, "counted": 0, "failed": 0, "problems": []}, "observed": {}}
+    from audit.fingerprinting.tokenizer_sketch import dedupe_fingerprints
+
     candidates: list[Mapping[str, Any]] = []
-    for fp in _dedupe(fingerprints):
+    for fp in dedupe_fingerprints(fingerprints):
         counts = fp.get("probe_counts")
         name = str(fp.get("name"))
         if not isinstance(counts, dict) or not counts:
