@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install provaudit with its test and ML extras into .venv-test, then lint and run the whole test suite.
+# Install provaudit with its test, ML and Ray extras into .venv-test, then lint and run the whole test suite.
 # Prefers the CPU build of torch 2.13.0 where this machine's pip can find it (no multi-GB CUDA download).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,7 @@ VENV=${PROVAUDIT_TEST_VENV:-.venv-test}
 . "$VENV/bin/activate"
 python -m pip install -q --upgrade pip >/dev/null
 python -m pip install -q "torch==2.13.0" 2>/dev/null || echo "note: torch 2.13.0 not available here; pip will pick a torch>=2.2,<3"
-python -m pip install -q -e ".[ml,test]"
+python -m pip install -q -e ".[ml,test,ray]"
 ruff check audit tests benchmarks scripts
 set +e
 python -m pytest -q "$@"

@@ -29,6 +29,18 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def finite_number(x: Any) -> float | None:
+    """x as a float when it is a finite number (not a bool), else None."""
+    return float(x) if _finite(x) else None
+
+
+def null_mean_sd(null: Any) -> tuple[float, float] | None:
+    """(mean, sd) of a record's null distribution, when both are finite numbers."""
+    if isinstance(null, dict) and _finite(null.get("mean")) and _finite(null.get("sd")):
+        return float(null["mean"]), float(null["sd"])
+    return None
+
+
 def format_value(value: Any) -> str:
     """A statistic's value in a few significant digits; dash for missing."""
     if value is None:
@@ -123,9 +135,8 @@ def format_ranges(values: Iterable[int]) -> str:
 
 def null_band(layer_null: Any) -> float | None:
     """mean + 3 sd of the per-layer similarity null, when known."""
-    if isinstance(layer_null, dict) and _finite(layer_null.get("mean")) and _finite(layer_null.get("sd")):
-        return float(layer_null["mean"]) + 3 * float(layer_null["sd"])
-    return None
+    ms = null_mean_sd(layer_null)
+    return ms[0] + 3 * ms[1] if ms else None
 
 
 def layer_rows(layer_map: Any) -> list[tuple[int, int | None, float | None]]:

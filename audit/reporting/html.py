@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 from functools import lru_cache
 from typing import Any
 
 import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from audit.paths import data_dir
+from audit.reporting.charts import (
+    BLUE,
+    GREEN,
+    GREY,
+    RED,
+    Bar,
+    Mark,
+    bar_chart_svg,
+    layer_map_svg,
+    layer_similarity_svg,
+)
 from audit.reporting.console import (
     DASH,
     best_comparison,
     condense_layer_map,
+    finite_number,
     format_bytes,
     format_confidence,
     format_count,
@@ -23,6 +36,7 @@ from audit.reporting.console import (
     format_value,
     layer_rows,
     null_band,
+    null_mean_sd,
     operation_text,
     reference_layers,
     references_checked,
@@ -98,6 +112,12 @@ def _explanation(record: dict) -> tuple[list[str], list[str]]:
             f"Derived means the weights of {parent} are demonstrably inside this model, but its structure or "
             "packaging changed" + (f": {'; '.join(ops)}." if ops else ".")
         )
+    elif label == "inconclusive" and n == 0 and record.get("probe_run") is not None:
+        meaning.append(
+            "No weights were compared: this record holds black-box probe answers only, so there is no lineage "
+            "verdict. What the answers show is reported as flags (distillation-leak, wrapper-suspected) and in "
+            "the probe section below. Auditing the weights against references settles where the model came from."
+        )
     elif label == "inconclusive":
         meaning.append(
             f"Inconclusive means the evidence from the {checked} is mixed or too thin to decide either way. "
@@ -108,7 +128,8 @@ def _explanation(record: dict) -> tuple[list[str], list[str]]:
         meaning.append(f"Unrecognised verdict label {label!r}.")
     caveats = [
         f"The verdict only concerns the {checked}. A model derived from a model that was not checked "
-        "can still be labelled original.",
+        "can still be labelled original." if n else "No weights were compared, so nothing here shows or rules "
+        "out that the weights come from another model.",
         "A shared architecture or tokenizer is reported as a flag (architecture-borrowed, tokenizer-borrowed), "
         "not as a derivation.",
         "Each p-value is the chance of seeing a statistic this extreme between independently trained models "
@@ -134,97 +155,6 @@ def _kv(d: Any, skip: tuple[str, ...] = ()) -> list[tuple[str, str]]:
         else:
             rows.append((str(k), _text(v)))
     return rows
-
-
-def _colour(sim: float | None, band: float | None) -> str:
-    if sim is None:
-        return "#9ca3af"
-    lo = band if band is not None else 0.0
-    if band is not None and sim <= band:
-        return "#d1d5db"
-    t = max(0.0, min(1.0, (sim - lo) / max(1e-9, 1.0 - lo)))
-    return f"hsl(215,70%,{78 - 48 * t:.0f}%)"
-
-
-def _tick(x: float) -> str:
-    return f"{x:.2f}".rstrip("0").rstrip(".") or "0"
-
-
-def _layer_svg(
-    rows: list[tuple[int, int | None, float | None]], band: float | None, n_ref: int | None
-) -> Markup:
-    """Inline SVG: candidate layer (x) against matched reference layer (y), plus similarity bars."""
-    n_c = max(c for c, _, _ in rows) + 1
-    refs = [r for _, r, _ in rows if r is not None]
-    n_r = max([n_ref or 0, *(r + 1 for r in refs)]) or 1
-    cell = max(3.0, min(10.0, 300.0 / max(n_c, n_r)))
-    left, top, bar_h, gap = 40.0, 8.0, 60.0, 26.0
-    grid_w, grid_h = n_c * cell, n_r * cell
-    width = left + grid_w + 120
-    bars_top = top + grid_h + gap
-    height = bars_top + bar_h + 30
-    sims = [s for _, _, s in rows if s is not None]
-    lo = min([0.0, *sims, *([band] if band is not None else [])])
-    hi = max([1.0, *sims])
-
-    def y_bar(v: float) -> float:
-        return bars_top + bar_h * (hi - v) / (hi - lo)
-
-    out = [
-        f'<svg class="layermap" width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" '
-        'role="img" aria-label="layer map: candidate layer against matched reference layer">',
-        f'<rect x="{left}" y="{top}" width="{grid_w:.1f}" height="{grid_h:.1f}" fill="#f9fafb" stroke="#d1d5db"/>',
-        f'<line x1="{left}" y1="{top}" x2="{left + min(grid_w, grid_h):.1f}" y2="{top + min(grid_w, grid_h):.1f}" '
-        'stroke="#d1d5db" stroke-dasharray="3 3"/>',
-    ]
-    for c, r, s in rows:
-        x = left + c * cell
-        tip = escape(f"cand {c} -> ref {r if r is not None else 'none'}, similarity {format_value(s)}")
-        if r is None:
-            out.append(
-                f'<rect x="{x:.1f}" y="{top + grid_h + 2:.1f}" width="{cell:.1f}" height="4" fill="#dc2626">'
-                f"<title>{tip}</title></rect>"
-            )
-        else:
-            out.append(
-                f'<rect x="{x:.1f}" y="{top + r * cell:.1f}" width="{cell:.1f}" height="{cell:.1f}" '
-                f'fill="{_colour(s, band)}"><title>{tip}</title></rect>'
-            )
-        if s is not None:
-            y = y_bar(s)
-            base = y_bar(max(lo, 0.0))
-            out.append(
-                f'<rect x="{x + 0.5:.1f}" y="{min(y, base):.1f}" width="{max(1.0, cell - 1):.1f}" '
-                f'height="{abs(base - y):.1f}" fill="{_colour(s, band)}"><title>{tip}</title></rect>'
-            )
-    # axes and labels
-    text = 'font-size="10" fill="#374151"'
-    out.append(f'<text x="{left - 4}" y="{top + 8}" text-anchor="end" {text}>0</text>')
-    out.append(f'<text x="{left - 4}" y="{top + grid_h:.1f}" text-anchor="end" {text}>{n_r - 1}</text>')
-    out.append(f'<text x="{left + grid_w + 6:.1f}" y="{top + 10}" {text}>reference layer</text>')
-    out.append(f'<text x="{left + grid_w + 6:.1f}" y="{top + 22}" {text}>(rows) against</text>')
-    out.append(f'<text x="{left + grid_w + 6:.1f}" y="{top + 34}" {text}>candidate layer</text>')
-    out.append(f'<text x="{left + grid_w + 6:.1f}" y="{top + 46}" {text}>(columns)</text>')
-    out.append(f'<text x="{left}" y="{bars_top - 8:.1f}" {text}>0</text>')
-    out.append(
-        f'<text x="{left + grid_w:.1f}" y="{bars_top - 8:.1f}" text-anchor="end" {text}>{n_c - 1}</text>'
-    )
-    out.append(
-        f'<line x1="{left}" y1="{y_bar(lo):.1f}" x2="{left + grid_w:.1f}" y2="{y_bar(lo):.1f}" stroke="#9ca3af"/>'
-    )
-    out.append(f'<text x="{left - 4}" y="{y_bar(hi) + 8:.1f}" text-anchor="end" {text}>{_tick(hi)}</text>')
-    out.append(f'<text x="{left - 4}" y="{y_bar(lo):.1f}" text-anchor="end" {text}>{_tick(lo)}</text>')
-    out.append(f'<text x="{left + grid_w + 6:.1f}" y="{bars_top + 10:.1f}" {text}>similarity by</text>')
-    out.append(f'<text x="{left + grid_w + 6:.1f}" y="{bars_top + 22:.1f}" {text}>candidate layer</text>')
-    if band is not None:
-        yb = y_bar(band)
-        out.append(
-            f'<line x1="{left}" y1="{yb:.1f}" x2="{left + grid_w:.1f}" y2="{yb:.1f}" stroke="#dc2626" '
-            'stroke-dasharray="4 2"/>'
-        )
-        out.append(f'<text x="{left + grid_w + 6:.1f}" y="{yb + 3:.1f}" {text}>null+3sd {band:.3g}</text>')
-    out.append("</svg>")
-    return Markup("".join(out))
 
 
 def _stat_row(stat: dict) -> dict[str, Any]:
@@ -271,7 +201,8 @@ def _comparison_view(record: dict, comp: dict, index: int, is_parent: bool) -> d
             "summary": condense_layer_map(comp.get("layer_map"), comp.get("layer_null"), n_ref),
             "band": f"{band:.3g}" if band is not None else None,
             "null": format_null(comp.get("layer_null")),
-            "svg": _layer_svg(rows, band, n_ref),
+            "svg": layer_map_svg(rows, band, n_ref),
+            "similarity_svg": layer_similarity_svg(rows, null_mean_sd(comp.get("layer_null"))),
             "rows": [
                 {
                     "cand": c,
@@ -373,6 +304,27 @@ def _probe_view(suite: Any) -> dict[str, Any]:
     }
 
 
+def _probe_settings(record: dict) -> list[tuple[str, str]]:
+    """How the probe answers were produced, enough to repeat the run: backend, sampling, seeds, suite files."""
+    run = record.get("probe_run")
+    if not isinstance(run, dict):
+        return []
+    backend = run.get("backend") if isinstance(run.get("backend"), dict) else {}
+    settings = run.get("settings") if isinstance(run.get("settings"), dict) else {}
+    rows = [(k, _text(backend[k])) for k in ("kind", "model", "endpoint", "device", "dtype", "chat_template")
+            if backend.get(k) is not None]
+    rows += [(k, _text(settings[k])) for k in ("samples", "seeds", "temperature", "max_new_tokens", "batch_size",
+                                               "declared") if settings.get(k) not in (None, [])]
+    rows += [(f"suite {_text(p.get('suite'))}", f"{_text(p.get('source'))} v{_text(p.get('version'))}, "
+              f"sha256 {_text(p.get('sha256'))}") for p in record.get("probes") or [] if isinstance(p, dict)
+             and p.get("sha256")]
+    if run.get("error"):
+        rows.append(("error", _text(run["error"])))
+    if run.get("seconds") is not None:
+        rows.append(("time", f"{format_value(run['seconds'])} s"))
+    return rows
+
+
 def _flag_view(f: dict) -> dict[str, Any]:
     """A flag for display; example exchanges in the evidence (probe flags) are shown as prompt/response pairs."""
     evidence = f.get("evidence")
@@ -418,6 +370,53 @@ def _files(owner: str, model: Any) -> list[dict[str, str]]:
     ]
 
 
+def _tokenizer_chart(record: dict, top: int = 6) -> Markup | None:
+    """Vocabulary overlap with the nearest registry families (and the compared references), over the family null."""
+    reg = record.get("registry")
+    rows = [t for t in (reg.get("tokenizer") or [] if isinstance(reg, dict) else []) if isinstance(t, dict)]
+    null = next((t["null"] for t in rows if isinstance(t.get("null"), dict)), None)
+    if (ms := null_mean_sd(null)) is None:
+        return None  # an overlap is only shown beside its null
+    mean, sd = ms
+    bars = [Bar(f"{t.get('family')} ({t.get('name')})", score,
+                f"{score:.3f}, p {format_p(t.get('p_value'))}", BLUE if score > mean + 3 * sd else GREY)
+            for t in rows[:top] if (score := finite_number(t.get("score"))) is not None]
+    for c in record.get("comparisons") or []:
+        tok = c.get("tokenizer") if isinstance(c, dict) else None
+        if isinstance(tok, dict) and (j := finite_number(tok.get("jaccard"))) is not None:
+            bars.append(Bar(f"reference {c.get('reference')}", j, f"{j:.3f} (exact Jaccard)", GREEN))
+    if not bars:
+        return None
+    return bar_chart_svg(bars, label="tokenizer overlap with the nearest families", x_max=1.0,
+                         band=(max(0.0, mean - 3 * sd), min(1.0, mean + 3 * sd)),
+                         band_label=f"null mean ± 3 sd, different families (n={null.get('n', '?')})")
+
+
+def _claims_chart(record: dict, top: int = 12) -> Markup | None:
+    """Share of answers naming each vendor as the model's maker, against the false-claim rate and the flag rule."""
+    run = record.get("probe_run")
+    tests = [t for t in (run.get("vendor_tests") or [] if isinstance(run, dict) else []) if isinstance(t, dict)]
+    rule = run.get("flag_rule") if isinstance(run, dict) and isinstance(run.get("flag_rule"), dict) else {}
+    bars = []
+    for t in tests[:top]:
+        share = finite_number(t.get("share"))
+        if share is None:
+            continue
+        state = "flagged" if t.get("flagged") else "declared" if t.get("declared") else "not flagged"
+        bars.append(Bar(str(t.get("name") or t.get("vendor")), share,
+                        f"{t.get('count')}/{t.get('of')}, p {format_p(t.get('p_value'), t.get('log10_p'))}, {state}",
+                        RED if t.get("flagged") else GREEN if t.get("declared") else GREY))
+    if not bars:
+        return None
+    x_max = min(1.0, max(0.1, math.ceil(max(b.value for b in bars) * 10) / 10))
+    marks = []
+    if (p0 := finite_number(rule.get("false_claim_rate"))) is not None:
+        marks.append(Mark(p0, f"grey dotted: null false-claim rate {p0:.0%}", GREY, "2 2"))
+    if (share := finite_number(rule.get("min_share"))) is not None:
+        marks.append(Mark(share, f"red dashed: share needed to flag {share:.0%}"))
+    return bar_chart_svg(bars, label="share of answers claiming each vendor", x_max=x_max, marks=tuple(marks))
+
+
 def build_view(record: dict) -> dict[str, Any]:
     """Everything the template shows, as display strings (escaping is left to the template)."""
     verdict = record.get("verdict") or {}
@@ -438,6 +437,8 @@ def build_view(record: dict) -> dict[str, Any]:
 
     return {
         "registry": registry_rows(record),
+        "tokenizer_chart": _tokenizer_chart(record),
+        "claims_chart": _claims_chart(record),
         "title": f"provaudit: {_text(subject.get('name'))}",
         "label": _text(verdict.get("label")),
         "label_class": _label_class(verdict.get("label")),
@@ -464,6 +465,7 @@ def build_view(record: dict) -> dict[str, Any]:
             for i, c in enumerate(ordered)
         ],
         "probes": [_probe_view(s) for s in record.get("probes") or []],
+        "probe_settings": _probe_settings(record),
         "provenance": {
             "schema": _text(record.get("schema")),
             "tool": f"{_text(tool.get('name'))} {_text(tool.get('version'))}",
