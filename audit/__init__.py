@@ -1,3 +1,3 @@
 """provaudit: where did this language model really come from?"""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

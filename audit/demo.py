@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from audit.checkpoint import open_checkpoint
-from audit.lineage.view import ModelView
+from audit.fingerprinting.view import ModelView
 
 DROPPED_LAYERS = (11, 12)
 

@@ -289,7 +289,7 @@ def profile_in_process(folder: Path) -> None:
     import audit.fingerprinting.weights as weights
     from audit.checkpoint import open_checkpoint
     from audit.checkpoint.hashing import sha256_file
-    from audit.lineage.view import ModelView
+    from audit.fingerprinting.view import ModelView
 
     files = weight_files(folder)
     gb = sum(f.stat().st_size for f in files) / 1e9

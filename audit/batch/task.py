@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from audit.pipeline import Request
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,7 @@ def run_task(task: Task) -> dict[str, Any]:
         result |= {"error": f"internal error: {type(exc).__name__}: {exc}", "error_kind": "internal"}
     else:
         result["record"] = record
-    probe_failed = bool(((result["record"] or {}).get("probe_run") or {}).get("error"))
+    probe_failed = bool(((result["record"] or {}).get("probe_run") or {}).get("error"))  # ProbeFailure
     # internal errors and probes that could not start may be transient: not cached
     result["cacheable"] = result["error_kind"] != "internal" and not probe_failed
     if cache is not None and result["cacheable"]:
@@ -154,44 +156,22 @@ def run_task(task: Task) -> dict[str, Any]:
     return result
 
 
-@lru_cache(maxsize=4)
-def _registry(extra: tuple[str, ...]) -> Any:
-    from audit.registry import load_registry
+def request(task: Task) -> Request:
+    """The pipeline request of this row: the same as `provaudit audit` with the row's options."""
+    from audit.pipeline import ProbeRequest, Request
+    from audit.record.names import CommandName
 
-    return load_registry(extra=[Path(r) for r in extra])
+    p = task.probe
+    probes = ProbeRequest(tuple(task.suites), p.get("samples", 3), p.get("max_new_tokens", 160),
+                          p.get("temperature", 0.7), p.get("batch_size", 8), p.get("device", "auto"),
+                          tuple(task.declared)) if task.suites else None
+    return Request(CommandName.AUDIT, model=task.model, name=task.explicit_name, references=task.references,
+                   registries=task.registries, probes=probes, seed=task.seed, allow_pickle=task.allow_pickle,
+                   argv=tuple(task.argv()))
 
 
 def audit_one(task: Task) -> dict[str, Any]:
-    """The record of `provaudit audit` for this task (weights, then probes when asked)."""
-    from audit.lineage.run import run_lineage
+    """The record of `provaudit audit` for this task (weights, then probes when asked), as JSON values."""
+    from audit.pipeline import run
 
-    registry = _registry(task.registries) if task.registries is not None else None
-    record = run_lineage(task.model, list(task.references), command="audit", argv=task.argv(),
-                         allow_pickle=task.allow_pickle, seed=task.seed, name=task.explicit_name, registry=registry)
-    if task.suites:
-        _probe(record, task)
-    return record
-
-
-def _probe(record: dict[str, Any], task: Task) -> None:
-    """Run the probe suites on the model (as `audit --probe`); a failure to start is recorded, the audit stands."""
-    from audit.errors import InputError
-    from audit.probing import session
-    from audit.probing.runner import ProbeSettings
-    from audit.probing.suite import resolve_suites
-
-    suites = resolve_suites(list(task.suites))
-    p = task.probe
-    settings = ProbeSettings(p.get("samples", 3), p.get("max_new_tokens", 160), p.get("temperature", 0.7), task.seed,
-                             p.get("batch_size", 8), tuple(task.declared))
-    try:
-        backend = session.local_backend(task.model, p.get("device", "auto"), settings.batch_size)
-    except Exception as exc:  # noqa: BLE001 - the weight audit's record still stands
-        message = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
-        session.attach_error(record, suites, message)
-        return
-    inherited = session.inherited_vendors(record)
-    if inherited:
-        settings.declared = tuple(dict.fromkeys([*settings.declared, *inherited]))
-    session.attach(record, session.probe(backend, suites, settings))
-    record["probe_run"]["declared"]["inherited"] = inherited
+    return run(request(task), reuse_registry=True).to_json_dict()

@@ -29,56 +29,26 @@ def audit_(model: str, references: tuple[str, ...], no_registry: bool, registrie
            samples: int, batch_size: int, device: str,
            json_path: str | None, html_path: str | None, seed: int, allow_pickle: bool, quiet: bool) -> None:
     """Audit MODEL against the registry of known families and any references; name the most likely parent."""
-    from pathlib import Path
-
     from audit.errors import InputError
-    from audit.lineage.run import run_lineage
+    from audit.pipeline import ProbeRequest, Request, run
+    from audit.record.models import ProbeFailure
+    from audit.record.names import CommandName
 
     if no_registry and not references:
         raise InputError("--no-registry needs at least one --reference")
-    suites = []
-    if probe_suites:  # a bad suite stops here, before the weight audit
-        from audit.probing.suite import resolve_suites
-
-        suites = resolve_suites(probe_suites)
-    registry = None
-    if not no_registry:
-        from audit.registry import load_registry
-
-        registry = load_registry(extra=[Path(r) for r in registries])
-        for entry, problem in registry.errors:
-            click.echo(f"provaudit: warning: skipping registry entry {entry}: {problem}", err=True)
+    probes = ProbeRequest(tuple(probe_suites), samples, max_new_tokens, temperature, batch_size, device,
+                          tuple(declared)) if probe_suites else None
+    request = Request(CommandName.AUDIT, model=model, name=name, references=tuple(split_reference(r) for r in references),
+                      registries=None if no_registry else tuple(registries), probes=probes, seed=seed,
+                      allow_pickle=allow_pickle, argv=tuple(sys.argv[1:]))
     with progress(quiet) as bar:
-        record = run_lineage(model, [_split(r) for r in references], command="audit", argv=sys.argv[1:],
-                             allow_pickle=allow_pickle, seed=seed, name=name, progress=bar, registry=registry)
-        if suites:
-            from audit.probing.runner import ProbeSettings
-
-            settings = ProbeSettings(samples, max_new_tokens, temperature, seed, batch_size, tuple(declared))
-            _probe(record, model, suites, settings, device, bar)
+        record = run(request, progress=bar, warn=lambda msg: click.echo(msg, err=True))
+    if isinstance(record.probe_run, ProbeFailure):
+        click.echo(f"provaudit: warning: probes not run: {record.probe_run.error}", err=True)
     emit(record, json_path, html_path, quiet)
 
 
-def _probe(record: dict, model: str, suites: list, settings, device: str, bar) -> None:
-    """Run the probes on the audited model; a failure is recorded and warned about, the audit stands."""
-    from audit.errors import InputError
-    from audit.probing import session
-
-    try:
-        backend = session.local_backend(model, device, settings.batch_size)
-    except Exception as exc:  # noqa: BLE001 - the weight audit's record still stands
-        message = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
-        click.echo(f"provaudit: warning: probes not run: {message}", err=True)
-        session.attach_error(record, suites, message)
-        return
-    inherited = session.inherited_vendors(record)
-    if inherited:
-        settings.declared = tuple(dict.fromkeys([*settings.declared, *inherited]))
-    session.attach(record, session.probe(backend, suites, settings, progress=bar))
-    record["probe_run"]["declared"]["inherited"] = inherited
-
-
-def _split(spec: str) -> tuple[str, str | None]:
+def split_reference(spec: str) -> tuple[str, str | None]:
     """'name=path' -> (path, name); a plain path -> (path, None)."""
     if "=" in spec:
         name, path = spec.split("=", 1)

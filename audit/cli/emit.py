@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from audit.reporting.writer import write_atomic, write_json
 
+if TYPE_CHECKING:
+    from audit.record.models import Record
 
-def emit(record: dict, json_path: str | None, html_path: str | None, quiet: bool) -> None:
+
+def emit(record: Record, json_path: str | None, html_path: str | None, quiet: bool) -> None:
     # Render everything before writing anything, so a failure leaves no half-written output.
     html = None
     if html_path:
@@ -15,7 +19,7 @@ def emit(record: dict, json_path: str | None, html_path: str | None, quiet: bool
 
         html = render_html(record)
     if json_path:
-        write_json(json_path, record)
+        write_json(json_path, record.to_json_dict())
     if html is not None and html_path:
         write_atomic(Path(html_path), html)
     if not quiet and json_path != "-":

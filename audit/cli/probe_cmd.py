@@ -60,9 +60,9 @@ def probe(model: str | None, endpoint: str | None, served_model: str | None, api
     A self-report is a signal, not proof: a model that calls itself ChatGPT was probably trained on
     ChatGPT's outputs, which says nothing about its weights.
     """
-    from audit.probing import session
-    from audit.probing.runner import ProbeSettings
-    from audit.probing.suite import list_suites, resolve_suites
+    from audit.pipeline import Endpoint, ProbeRequest, Request, run
+    from audit.probing.suite import list_suites
+    from audit.record.names import CommandName
 
     if list_:
         _print_suites(list_suites())
@@ -74,24 +74,15 @@ def probe(model: str | None, endpoint: str | None, served_model: str | None, api
         raise click.UsageError("--endpoint needs --model NAME (the model to request)")
     if served_model and not endpoint:
         raise click.UsageError("--model goes with --endpoint; give a local model as the MODEL argument")
-    chosen = resolve_suites(suites)
-    settings = ProbeSettings(samples, max_new_tokens, temperature, seed, batch_size, tuple(declared))
-    hasher = None
-    if endpoint:
-        backend = session.endpoint_backend(endpoint, served_model or "", api_key_env, timeout, max_requests)
-        subject = session.endpoint_subject(backend, name)
-    elif fake_rules:
-        backend = session.fake_backend(fake_rules)
-        subject = {"name": name or backend.describe()["model"], "path": fake_rules, "format": "fake", "files": []}
-    else:
-        subject, hasher = session.local_subject(model or "", name)
-        backend = session.local_backend(model or "", device, batch_size)
+    request = Request(
+        CommandName.PROBE, model=model, name=name, fake_rules=fake_rules,
+        endpoint=Endpoint(endpoint, served_model or "", api_key_env, timeout, max_requests,
+                          tokenizer_check=not no_tokenizer_check) if endpoint else None,
+        probes=ProbeRequest(tuple(suites), samples, max_new_tokens, temperature, batch_size, device, tuple(declared)),
+        seed=seed, argv=tuple(sys.argv[1:]),
+    )
     with progress(quiet) as bar:
-        result = session.probe(backend, chosen, settings, progress=bar,
-                               tokenizer_check=bool(endpoint) and not no_tokenizer_check)
-    if hasher is not None:
-        subject["files"] = hasher.result()
-    record = session.probe_only_record(subject, result, sys.argv[1:], seed)
+        record = run(request, progress=bar)
     emit(record, json_path, html_path, quiet)
 
 

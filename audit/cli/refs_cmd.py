@@ -11,7 +11,7 @@ _registry_opt = click.option("--registry", "registries", multiple=True, type=cli
 
 
 def _load(registries: tuple[str, ...]):
-    from audit.registry import load_registry
+    from audit.fingerprinting.registry import load_registry
 
     return load_registry(extra=[Path(r) for r in registries])
 
@@ -89,9 +89,9 @@ def add(model: str, name: str, family: str | None, registry_dir: str | None, all
 
     from audit.checkpoint import open_checkpoint
     from audit.errors import InputError
-    from audit.lineage.reference import build_weight_fingerprint
-    from audit.lineage.view import ModelView
-    from audit.registry import user_registry_dir
+    from audit.fingerprinting.reference import build_weight_fingerprint
+    from audit.fingerprinting.registry import user_registry_dir
+    from audit.fingerprinting.view import ModelView
 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
         raise InputError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from audit.lineage.view import ModelView
+from audit.fingerprinting.view import ModelView
 
 QUANTILES = (0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999)
 SAMPLE = 1 << 16

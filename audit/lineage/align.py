@@ -13,9 +13,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from audit.errors import NothingComparable
+from audit.fingerprinting.reference import Reference
 from audit.fingerprinting.tokenizer import shared_token_ids
-from audit.lineage.reference import Reference
-from audit.lineage.view import ModelView
+from audit.fingerprinting.view import ModelView
 
 MIN_ANCHORS = 256
 MAX_ANCHORS = 4096

@@ -15,9 +15,10 @@ from scipy.stats import norm
 
 from audit.errors import NothingComparable
 from audit.fingerprinting.architecture import same_architecture
+from audit.fingerprinting.grams import LayerGrams, compute_grams, descriptors
+from audit.fingerprinting.reference import Reference, live_reference
+from audit.fingerprinting.view import ModelView
 from audit.lineage.align import Alignment, align_hidden
-from audit.lineage.grams import LayerGrams, compute_grams, descriptors
-from audit.lineage.reference import Reference, live_reference
 from audit.lineage.stats import (
     LOG10E,
     MIN_LOG10_P,
@@ -26,7 +27,10 @@ from audit.lineage.stats import (
     gaussian_log10_p,
     poisson_fixed_points_log10_p,
 )
-from audit.lineage.view import ModelView
+from audit.record.models import Alignment as RecordAlignment
+from audit.record.models import Comparison as RecordComparison
+from audit.record.models import DetectedOperation, Null, TokenizerComparison, Verdict
+from audit.record.names import Operation, StatisticName
 
 MAX_UNITS = 256  # hidden units kept for the Gram descriptors
 N_PERM = 24  # permutations of hidden units for the layer-similarity null
@@ -47,15 +51,33 @@ class Comparison:
     alignment: dict[str, Any]
     tokenizer: dict[str, Any] | None
     architecture_match: bool
-    operations: list[dict[str, str]] = field(default_factory=list)
+    operations: list[DetectedOperation] = field(default_factory=list)
     global_log10_p: float = 0.0
     mean_best_similarity: float = 0.0
     matched_fraction: float = 0.0
     layers_compared: int = 0
     seconds: float = 0.0
 
-    def stat(self, name: str) -> Statistic | None:
+    def stat(self, name: StatisticName) -> Statistic | None:
         return next((s for s in self.statistics if s.name == name), None)
+
+    def to_record(self, verdict: Verdict, reference_layers: int) -> RecordComparison:
+        """The record's section for this comparison, with the verdict judged from it."""
+        mu, sd, n = self.layer_null
+        return RecordComparison(
+            reference=self.reference,
+            statistics=[s.to_record() for s in self.statistics],
+            layer_map=[(c, r, round(s, 4)) for c, r, s, _ in self.layer_map],
+            layer_log10_p=[round(p, 2) for _, _, _, p in self.layer_map],
+            layer_null=Null(mean=round(mu, 6), sd=round(sd, 6), n=n, kind="random permutation of hidden units"),
+            reference_layers=reference_layers,
+            alignment=RecordAlignment.model_validate(self.alignment),
+            tokenizer=TokenizerComparison.model_validate(self.tokenizer) if self.tokenizer else None,
+            architecture_match=self.architecture_match,
+            operations=self.operations,
+            verdict=verdict,
+            seconds=round(self.seconds, 2),
+        )
 
 
 def compare_views(cand: ModelView, ref: ModelView | Reference, seed: int = 0, progress=None) -> Comparison:
@@ -105,12 +127,8 @@ def compare_views(cand: ModelView, ref: ModelView | Reference, seed: int = 0, pr
 
     T = float(best.mean())
     log10_p, nmean, nsd = gaussian_log10_p(T, np.asarray(null_best))
-    stats = [Statistic(
-        "layer-gram-similarity", T, nmean, nsd, N_PERM, "random permutation of hidden units",
-        log10_p,
-        "mean over candidate layers of the best correlation between cosine-Gram matrices of a reference "
-        "layer's weights (invariant to neuron and head order); near 0 for unrelated weights",
-    )]
+    stats = [Statistic(StatisticName.LAYER_GRAM_SIMILARITY, T, nmean, nsd, N_PERM,
+                       "random permutation of hidden units", log10_p)]
     stats.append(_fixed_point_stat(align))
     norm_stat = _norm_stat(gc, gr, layer_map, rng)
     if norm_stat:
@@ -175,10 +193,9 @@ def _fixed_point_stat(align: Alignment) -> Statistic:
     n = len(align.cand_dims)
     fixed = align.fixed_points if align.fixed_points is not None else 0
     return Statistic(
-        "hidden-alignment-identity", float(fixed), 1.0, 1.0, n, "uniformly random permutation (Poisson(1) fixed points)",
-        poisson_fixed_points_log10_p(fixed),
-        f"hidden units that align with the same index ({fixed} of {n}); an unrelated model's units line up by chance "
-        "about once; a permuted derivative scores low here too, so only a high value is evidence",
+        StatisticName.HIDDEN_ALIGNMENT_IDENTITY, float(fixed), 1.0, 1.0, n,
+        "uniformly random permutation (Poisson(1) fixed points)", poisson_fixed_points_log10_p(fixed),
+        f"{fixed} of {n} hidden units align with the same index",
     )
 
 
@@ -206,38 +223,34 @@ def _norm_stat(gc: LayerGrams, gr: LayerGrams, layer_map, rng: np.random.Generat
         vbp = np.concatenate([x.reshape(-1, m)[:, p].ravel() for x in b])
         null.append(corr(va, vbp))
     log10_p, mean, sd = gaussian_log10_p(value, np.asarray(null))
-    return Statistic(
-        "norm-weights-centred", value, mean, sd, 200, "random permutation of hidden units", log10_p,
-        "correlation of mean-centred norm weights over matched layers (raw cosines of norm weights are ~0.9 "
-        "even between unrelated models, so they are centred and compared with a shuffle null)",
-    )
+    return Statistic(StatisticName.NORM_WEIGHTS_CENTRED, value, mean, sd, 200, "random permutation of hidden units",
+                     log10_p)
 
 
-def detect_operations(cand: ModelView, ref: Reference, cmp: Comparison, align: Alignment) -> list[dict[str, str]]:
+def detect_operations(cand: ModelView, ref: Reference, cmp: Comparison, align: Alignment) -> list[DetectedOperation]:
     """Name what the deriver did: repackaging, permutation, pruning, vocabulary extension, quantization."""
-    ops: list[dict[str, str]] = []
+    ops: list[DetectedOperation] = []
     fc, fr = cand.ckpt.format, ref.format
     converted = (fc == "gguf") != (fr == "gguf")
     if converted:
-        ops.append({"name": "format-conversion", "detail": f"{fr} -> {fc}"})
+        ops.append(_op(Operation.FORMAT_CONVERSION, f"{fr} -> {fc}"))
     mt_c, mt_r = cand.arch.get("model_type"), ref.arch.get("model_type")
     if cand.roles.scheme == "structural":
-        ops.append({"name": "renamed-tensors", "detail": f"tensor names follow no known scheme (reference: {ref.scheme})"})
+        ops.append(_op(Operation.RENAMED_TENSORS, f"tensor names follow no known scheme (reference: {ref.scheme})"))
     elif not converted and (cand.roles.scheme != ref.scheme or _name_patterns(set(cand.ckpt.tensors)) != _name_patterns(ref.tensor_names)):
         extra = _name_patterns(set(cand.ckpt.tensors)) - _name_patterns(ref.tensor_names)
-        ops.append({"name": "renamed-tensors",
-                    "detail": f"naming scheme {ref.scheme} -> {cand.roles.scheme}; "
-                              f"{len(extra)} tensor name patterns not in the reference"})
-    if mt_c != mt_r and mt_r and not any(o["name"] == "renamed-tensors" for o in ops):
-        ops.append({"name": "renamed-tensors", "detail": f"model_type {mt_r!r} -> {mt_c!r}"})
+        ops.append(_op(Operation.RENAMED_TENSORS, f"naming scheme {ref.scheme} -> {cand.roles.scheme}; "
+                                                  f"{len(extra)} tensor name patterns not in the reference"))
+    if mt_c != mt_r and mt_r and not any(o.name == Operation.RENAMED_TENSORS for o in ops):
+        ops.append(_op(Operation.RENAMED_TENSORS, f"model_type {mt_r!r} -> {mt_c!r}"))
     qc = [d for d in cand.ckpt.storage_dtypes if d.startswith(GGUF_QUANT_PREFIXES) or d in ("int8", "uint8", "I8", "U8")]
     qr = [d for d in ref.storage_dtypes if d.startswith(GGUF_QUANT_PREFIXES) or d in ("int8", "uint8", "I8", "U8")]
     if qc and set(qc) != set(qr):
-        ops.append({"name": "quantization", "detail": f"{', '.join(qc)} weights"})
+        ops.append(_op(Operation.QUANTIZATION, f"{', '.join(qc)} weights"))
     float_c = {d.upper() for d in cand.ckpt.storage_dtypes} - {d.upper() for d in qc}
     float_r = {d.upper() for d in ref.storage_dtypes} - {d.upper() for d in qr}
     if float_c and float_r and _float_kinds(float_c) != _float_kinds(float_r) and not qc:
-        ops.append({"name": "dtype-conversion", "detail": f"{'/'.join(sorted(float_r))} -> {'/'.join(sorted(float_c))}"})
+        ops.append(_op(Operation.DTYPE_CONVERSION, f"{'/'.join(sorted(float_r))} -> {'/'.join(sorted(float_c))}"))
 
     matched = [(c, r) for c, r, _, _ in cmp.layer_map if r is not None]
     ref_layers = sorted(ref.layers)
@@ -246,39 +259,43 @@ def detect_operations(cand: ModelView, ref: Reference, cmp: Comparison, align: A
     dup = sorted(lay for lay, n in used.items() if n > 1)
     unmatched = [c for c, r, _, _ in cmp.layer_map if r is None]
     if missing and len(matched) >= 2:
-        ops.append({"name": "layer-pruning", "detail": f"reference layers absent: {_ranges(missing)}"})
+        ops.append(_op(Operation.LAYER_PRUNING, f"reference layers absent: {_ranges(missing)}"))
     if dup:
-        ops.append({"name": "layer-duplication", "detail": f"reference layers used twice or more: {_ranges(dup)}"})
+        ops.append(_op(Operation.LAYER_DUPLICATION, f"reference layers used twice or more: {_ranges(dup)}"))
     targets = [r for _, r in matched]
     if any(b < a for a, b in zip(targets, targets[1:], strict=False)):
-        ops.append({"name": "layer-reordering", "detail": "matched layers are out of order"})
+        ops.append(_op(Operation.LAYER_REORDERING, "matched layers are out of order"))
     if unmatched and matched:
-        ops.append({"name": "unmatched-layers", "detail": f"candidate layers with no reference counterpart: {_ranges(unmatched)}"})
+        ops.append(_op(Operation.UNMATCHED_LAYERS, f"candidate layers with no reference counterpart: {_ranges(unmatched)}"))
 
     n = len(align.cand_dims)
     if align.fixed_points is not None and align.fixed_points < 0.9 * n:
-        ops.append({"name": "permutation", "detail": f"hidden units permuted ({align.fixed_points}/{n} in place)"})
+        ops.append(_op(Operation.PERMUTATION, f"hidden units permuted ({align.fixed_points}/{n} in place)"))
     if int((align.signs < 0).sum()) > 0.05 * n:
-        ops.append({"name": "sign-flip", "detail": f"{int((align.signs < 0).sum())} hidden units sign-flipped"})
+        ops.append(_op(Operation.SIGN_FLIP, f"{int((align.signs < 0).sum())} hidden units sign-flipped"))
     if ref.view is not None:
         ops.extend(_row_permutations(cand, ref.view, cmp, align))
     if cand.hidden < ref.hidden:
-        ops.append({"name": "width-pruning", "detail": f"hidden size {ref.hidden} -> {cand.hidden}"})
+        ops.append(_op(Operation.WIDTH_PRUNING, f"hidden size {ref.hidden} -> {cand.hidden}"))
 
     tok = cmp.tokenizer
     if tok and tok["candidate_only"] > 0 and tok["reference_only"] <= 0.01 * max(tok["shared"], 1) \
             and cand.vocab_rows() > ref.vocab_rows:
-        ops.append({"name": "vocab-extension", "detail": f"{tok['candidate_only']} tokens added to the reference vocabulary"})
+        ops.append(_op(Operation.VOCAB_EXTENSION, f"{tok['candidate_only']} tokens added to the reference vocabulary"))
     elif tok and tok["reference_only"] > 0 and tok["candidate_only"] <= 0.01 * max(tok["shared"], 1) \
             and cand.vocab_rows() < ref.vocab_rows:
-        ops.append({"name": "vocab-reduction", "detail": f"{tok['reference_only']} reference tokens removed"})
+        ops.append(_op(Operation.VOCAB_REDUCTION, f"{tok['reference_only']} reference tokens removed"))
 
     if not ops and cmp.mean_best_similarity > 0.999 and _identical_first_layer(cand, ref):
-        ops.append({"name": "exact-copy", "detail": "weights identical to the reference"})
+        ops.append(_op(Operation.EXACT_COPY, "weights identical to the reference"))
     if cmp.mean_best_similarity < 0.5 and cmp.global_log10_p < -6:
-        ops.append({"name": "heavy-continued-training",
-                    "detail": f"layer similarity {cmp.mean_best_similarity:.2f}: weights moved far from the reference"})
+        ops.append(_op(Operation.HEAVY_CONTINUED_TRAINING,
+                       f"layer similarity {cmp.mean_best_similarity:.2f}: weights moved far from the reference"))
     return ops
+
+
+def _op(name: Operation, detail: str) -> DetectedOperation:
+    return DetectedOperation(name=name, detail=detail)
 
 
 _FLOAT_NAMES = {"FLOAT32": "F32", "FLOAT16": "F16", "BFLOAT16": "BF16", "FLOAT64": "F64"}
@@ -288,9 +305,9 @@ def _float_kinds(dtypes: set[str]) -> set[str]:
     return {_FLOAT_NAMES.get(d, d) for d in dtypes}
 
 
-def _row_permutations(cand: ModelView, ref: ModelView, cmp: Comparison, align: Alignment) -> list[dict[str, str]]:
+def _row_permutations(cand: ModelView, ref: ModelView, cmp: Comparison, align: Alignment) -> list[DetectedOperation]:
     """Check one matched layer for permuted MLP neurons and attention heads (rows matched by assignment)."""
-    ops: list[dict[str, str]] = []
+    ops: list[DetectedOperation] = []
     pair = next(((c, r) for c, r, _, _ in cmp.layer_map if r is not None), None)
     if pair is None:
         return ops
@@ -308,15 +325,15 @@ def _row_permutations(cand: ModelView, ref: ModelView, cmp: Comparison, align: A
         c = a @ b.T / a.shape[1]
         rows, cols = linear_sum_assignment(-c)
         fixed = float((rows == cols).mean())
-        if fixed < 0.9 and not any(o["detail"].startswith(label) for o in ops):
-            ops.append({"name": "permutation", "detail": f"{label} permuted in layer {pair[0]} ({fixed:.0%} rows in place)"})
+        if fixed < 0.9 and not any(o.detail.startswith(label) for o in ops):
+            ops.append(_op(Operation.PERMUTATION, f"{label} permuted in layer {pair[0]} ({fixed:.0%} rows in place)"))
     return ops
 
 
 def _identical_first_layer(cand: ModelView, ref: Reference) -> bool:
     """True when the first block's weights are bit-identical (float32) to the reference's."""
     if ref.view is None:
-        from audit.lineage.reference import layer0_hashes
+        from audit.fingerprinting.reference import layer0_hashes
 
         stored = ref.stored.get("layer0_sha256") or {}
         return bool(stored) and layer0_hashes(cand) == stored

@@ -5,13 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 from audit.fingerprinting.arch_match import rank_architectures
+from audit.fingerprinting.registry import Registry
+from audit.fingerprinting.view import ModelView
 from audit.lineage.compare import Comparison
-from audit.lineage.view import ModelView
-from audit.registry import Registry
+from audit.lineage.verdict import judge
+from audit.record.models import (
+    ArchitectureBorrowedEvidence,
+    ArchitectureBorrowedFlag,
+    ArchitectureMatch,
+    RegistryProblem,
+    RegistrySection,
+    SkippedReference,
+    TokenizerBorrowedEvidence,
+    TokenizerBorrowedFlag,
+    TokenizerMatch,
+    WeightMatch,
+)
 
 
 def registry_section(cand: ModelView, registry: Registry, comparisons: list[Comparison],
-                     skipped: list[dict]) -> dict[str, Any]:
+                     skipped: list[SkippedReference]) -> RegistrySection:
     families = [e.data for e in registry.of_kind("architecture")]
     arch = rank_architectures(cand.arch, families) if families else []
     tok_rows: list[dict[str, Any]] = []
@@ -22,21 +35,34 @@ def registry_section(cand: ModelView, registry: Registry, comparisons: list[Comp
 
         tok = cand.ckpt.tokenizer
         tok_rows = rank_families(tok, fps, model=tok.model, pre=tok.pre)[:5]
-    weights = [{"reference": c.reference, "label": _label(c), "similarity": round(c.mean_best_similarity, 4),
-                "log10_p": round(c.global_log10_p, 2), "layers_matched": f"{int(round(c.matched_fraction * c.layers_compared))}/{c.layers_compared}"}
+    weights = [WeightMatch(reference=c.reference, label=judge(c).label, similarity=round(c.mean_best_similarity, 4),
+                           log10_p=round(c.global_log10_p, 2),
+                           layers_matched=f"{int(round(c.matched_fraction * c.layers_compared))}/{c.layers_compared}")
                for c in comparisons]
-    weights.sort(key=lambda w: -w["similarity"])
-    return {
-        "entries": len(registry.entries),
-        "architecture": arch,
-        "tokenizer": tok_rows,
-        "weights": weights,
-        "skipped": skipped,
-        "errors": [{"entry": p, "problem": m} for p, m in registry.errors],
-    }
+    weights.sort(key=lambda w: -w.similarity)
+    return RegistrySection(
+        entries=len(registry.entries),
+        architecture=[ArchitectureMatch.model_validate(a) for a in arch],
+        tokenizer=[TokenizerMatch.model_validate(t) for t in tok_rows],
+        weights=weights,
+        skipped=skipped,
+        errors=[RegistryProblem(entry=p, problem=m) for p, m in registry.errors],
+    )
 
 
-def _label(c: Comparison) -> str:
-    from audit.lineage.verdict import judge
-
-    return judge(c)["label"]
+def family_flags(section: RegistrySection) -> list[ArchitectureBorrowedFlag | TokenizerBorrowedFlag]:
+    """Registry-level architecture/tokenizer flags: a published family's structure, without its weights."""
+    out: list[ArchitectureBorrowedFlag | TokenizerBorrowedFlag] = []
+    if section.architecture and section.architecture[0].exact:
+        a = section.architecture[0]
+        out.append(ArchitectureBorrowedFlag(
+            detail=f"architecture matches published {a.model} ({a.family} family) but no weights of that family "
+                   "were found; a published architecture is not a derivation",
+            evidence=ArchitectureBorrowedEvidence(registry=a)))
+    if section.tokenizer and section.tokenizer[0].confident:
+        t = section.tokenizer[0]
+        out.append(TokenizerBorrowedFlag(
+            detail=f"tokenizer identified as the {t.family} family ({t.name}); reusing a tokenizer says nothing "
+                   "about the weights",
+            evidence=TokenizerBorrowedEvidence(registry=t)))
+    return out

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from audit.record.models import Null
+from audit.record.models import Statistic as RecordStatistic
+from audit.record.names import StatisticName
+
 LOG10E = 1.0 / math.log(10.0)
 # Tail probabilities beyond this are reported as "< 1e-300": the normal approximation to a permutation
 # null says nothing precise that far out, only that the value is far outside it.
@@ -16,25 +20,24 @@ MIN_LOG10_P = -300.0
 
 @dataclass
 class Statistic:
-    name: str
+    name: StatisticName
     value: float
     null_mean: float
     null_sd: float
     null_n: int
     null_kind: str
     log10_p: float
-    meaning: str
+    detail: str | None = None
 
-    def as_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "value": round(float(self.value), 6),
-            "null": {"mean": round(float(self.null_mean), 6), "sd": round(float(self.null_sd), 6),
-                     "n": int(self.null_n), "kind": self.null_kind},
-            "p_value": float(10 ** self.log10_p) if self.log10_p > MIN_LOG10_P else 0.0,
-            "log10_p": round(float(self.log10_p), 3),
-            "meaning": self.meaning,
-        }
+    def to_record(self) -> RecordStatistic:
+        """The record's form: value, null (mean, sd, n, how it was built), p-value and the name's meaning."""
+        return RecordStatistic(
+            name=self.name, value=round(float(self.value), 6),
+            null=Null(mean=round(float(self.null_mean), 6), sd=round(float(self.null_sd), 6), n=int(self.null_n),
+                      kind=self.null_kind),
+            p_value=float(10 ** self.log10_p) if self.log10_p > MIN_LOG10_P else 0.0,
+            log10_p=round(float(self.log10_p), 3), meaning=self.name.meaning, detail=self.detail,
+        )
 
 
 def gaussian_log10_p(value: float, null: np.ndarray) -> tuple[float, float, float]:
@@ -52,16 +55,6 @@ def poisson_fixed_points_log10_p(fixed: int) -> float:
     if fixed <= 0:
         return 0.0
     return max(MIN_LOG10_P, float(stats.poisson.logsf(fixed - 1, 1.0) * LOG10E))
-
-
-def permutation_corr_null(a: np.ndarray, b: np.ndarray, n_perm: int, rng: np.random.Generator) -> np.ndarray:
-    """Pearson correlations of a against b with b's entries shuffled n_perm times."""
-    a = (a - a.mean()) / (a.std() or 1.0)
-    out = np.empty(n_perm)
-    for k in range(n_perm):
-        bp = rng.permutation(b)
-        out[k] = float(np.mean(a * (bp - bp.mean()) / (bp.std() or 1.0)))
-    return out
 
 
 def corr(a: np.ndarray, b: np.ndarray) -> float:

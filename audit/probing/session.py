@@ -1,14 +1,29 @@
-"""Glue between the CLI and the probe runner: open a backend, run suites, put the results in a record."""
+"""Open a probe backend, run suites on it, and return the results as record sections."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audit.errors import InputError
 from audit.probing.backends.base import Backend
 from audit.probing.runner import ProbeSettings, run_probes
 from audit.probing.suite import Suite
+from audit.record.models import (
+    DistillationLeakFlag,
+    ModelInfo,
+    ProbeFailure,
+    ProbeRun,
+    SuiteResult,
+    Verdict,
+    WrapperSuspectedFlag,
+)
+from audit.record.names import Label
+
+if TYPE_CHECKING:
+    from audit.checkpoint.hashing import BackgroundHasher
+    from audit.checkpoint.progress import Progress
 
 
 def local_backend(model: str, device: str = "auto", batch_size: int = 8) -> Backend:
@@ -38,21 +53,43 @@ def fake_backend(rules_file: str) -> Backend:
     return create_backend("fake", rules_file=rules_file)
 
 
-def probe(backend: Backend, suites: list[Suite], settings: ProbeSettings, progress: Any = None,
-          tokenizer_check: bool = False) -> dict[str, Any]:
-    """Run the suites (and, for endpoints, the tokenizer check); close the backend afterwards."""
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """A probe run as record sections: per-suite results, the flags raised, how the answers were produced."""
+
+    probes: list[SuiteResult]
+    flags: list[DistillationLeakFlag | WrapperSuspectedFlag]
+    run: ProbeRun | ProbeFailure
+
+
+def probe(backend: Backend, suites: list[Suite], settings: ProbeSettings, progress: Progress | None = None,
+          tokenizer_check: bool = False, inherited: list[str] | None = None) -> ProbeOutcome:
+    """Run the suites (and, for endpoints, the tokenizer check); close the backend afterwards.
+
+    `inherited`: vendor names of the parent family the weights derive from; claims of them count as declared.
+    """
+    inherited = list(inherited or [])
+    if inherited:
+        settings = replace(settings, declared=tuple(dict.fromkeys([*settings.declared, *inherited])))
     try:
         result = run_probes(backend, suites, settings, progress=progress)
+        run = result["probe_run"]
+        run["declared"]["inherited"] = inherited
+        flags = [DistillationLeakFlag.model_validate(f) for f in result["flags"]]
+        wrapper: list[WrapperSuspectedFlag] = []
         if tokenizer_check:
-            check_endpoint_tokenizer(backend, result)
-        return result
+            inference, flag = check_endpoint_tokenizer(backend, run)
+            run["tokenizer_inference"] = inference
+            wrapper = [WrapperSuspectedFlag.model_validate(flag)] if flag is not None else []
+        return ProbeOutcome(probes=[SuiteResult.model_validate(b) for b in result["probes"]],
+                            flags=[*flags, *wrapper], run=ProbeRun.model_validate(run))
     finally:
         close = getattr(backend, "close", None)
         if callable(close):
             close()
 
 
-def inherited_vendors(record: dict[str, Any]) -> list[str]:
+def inherited_vendors(verdict: Verdict, references: list[ModelInfo]) -> list[str]:
     """Vendor names of the parent family when the weight audit found the model derived from it.
 
     A fine-tune of Llama that says "I am Llama, made by Meta" repeats its parent, not a teacher: those
@@ -60,83 +97,44 @@ def inherited_vendors(record: dict[str, Any]) -> list[str]:
     """
     from audit.probing.detectors import default_lexicon
 
-    verdict = record.get("verdict") or {}
-    parent = verdict.get("parent")
-    if verdict.get("label") not in ("fine-tuned", "derived") or not parent:
+    parent = verdict.parent
+    if verdict.label not in (Label.FINE_TUNED, Label.DERIVED) or not parent:
         return []
-    ref = next((r for r in record.get("references") or [] if r.get("name") == parent), {})
+    ref = next((r for r in references if r.name == parent), None)
     lex = default_lexicon()
-    for candidate in (ref.get("family"), parent):
+    for candidate in (ref.family if ref is not None else None, parent):
         vendor = lex.vendor_of(str(candidate)) if candidate else None
         if vendor is not None:
             return [lex.name(vendor)]
     return []
 
 
-def attach(record: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-    """Add a probe run's suites, flags and run description to a record (flags appended)."""
-    record["probes"] = list(record.get("probes") or []) + result["probes"]
-    record["flags"] = list(record.get("flags") or []) + result["flags"]
-    record["probe_run"] = result["probe_run"]
-    return record
-
-
-def attach_error(record: dict[str, Any], suites: list[Suite], message: str) -> dict[str, Any]:
-    """Record that the probes could not run (the weight audit stands)."""
-    record["probe_run"] = {"error": message, "suites": [s.name for s in suites]}
-    return record
-
-
-def check_endpoint_tokenizer(backend: Backend, result: dict[str, Any]) -> None:
-    """Infer the tokenizer an endpoint bills with; add it to probe_run and, if warranted, a wrapper-suspected flag."""
+def check_endpoint_tokenizer(backend: Backend, run: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Infer the tokenizer an endpoint bills with; return it and, if warranted, a wrapper-suspected flag."""
+    from audit.fingerprinting.registry import load_registry
     from audit.probing.tokcount import backend_counter, infer_tokenizer_family
     from audit.probing.wrapper import wrapper_flag
-    from audit.registry import load_registry
 
     fps = [e.data for e in load_registry().of_kind("tokenizer")]
     inference = infer_tokenizer_family(backend_counter(backend), fps)
-    run = result["probe_run"]
-    run["tokenizer_inference"] = inference
     claimed = [t["vendor"] for t in run.get("vendor_tests", []) if t.get("flagged")]
     flag = wrapper_flag(inference, list(run["declared"]["vendors"]), claimed, list(run["declared"]["names"]))
-    if flag is not None:
-        result["flags"].append(flag)
+    return inference, flag
 
 
-def probe_only_record(subject: dict[str, Any], result: dict[str, Any], argv: list[str], seed: int) -> dict[str, Any]:
-    """A record for `provaudit probe`: no weights compared, so the verdict is inconclusive with no parent."""
-    from audit.reporting.record import build_record
-
-    flags = result["flags"]
-    found = "; ".join(f["evidence"]["vendor_name"] for f in flags if f["kind"] == "distillation-leak")
-    summary = ("Black-box probes only: no weights were compared, so there is no lineage verdict; "
-               + (f"the answers claim another vendor's identity ({found}): see the distillation-leak flag."
-                  if found else "no foreign identity claim beyond noise."))
-    tok = (result.get("probe_run") or {}).get("tokenizer_inference")
-    if tok:
-        summary += " " + (tok.get("summary") or f"Endpoint tokenizer: {tok.get('reason')}")
-    if any(f["kind"] == "wrapper-suspected" for f in flags):
-        summary += " The endpoint is suspected of wrapping another vendor's model: see the wrapper-suspected flag."
-    verdict = {"label": "inconclusive", "parent": None, "confidence": None, "operations": [],
-               "references_checked": 0, "summary": summary}
-    record = build_record("probe", argv, seed, subject, [], [], verdict, [])
-    return attach(record, result)
-
-
-def local_subject(model: str, name: str | None) -> tuple[dict[str, Any], Any]:
-    """Subject block for a local model probed without a weight audit, and a BackgroundHasher whose
-    result() fills its `files` (hashing overlaps with generation)."""
+def local_subject(model: str, name: str | None) -> tuple[dict[str, Any], BackgroundHasher]:
+    """Name, path and format of a local model probed without a weight audit, and a BackgroundHasher whose
+    result() gives its files (hashing overlaps with generation)."""
     from audit.checkpoint.hashing import BackgroundHasher
     from audit.checkpoint.locate import _resolve as resolve_model
 
     path = resolve_model(model)
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     fmt = "gguf" if path.suffix == ".gguf" else "hf-folder" if path.is_dir() else path.suffix.lstrip(".")
-    subject = {"name": name or (path.stem if path.is_file() else path.name), "path": str(path), "format": fmt,
-               "files": []}
+    subject = {"name": name or (path.stem if path.is_file() else path.name), "path": str(path), "format": fmt}
     return subject, BackgroundHasher([Path(f) for f in files])
 
 
-def endpoint_subject(backend: Backend, name: str | None) -> dict[str, Any]:
+def endpoint_subject(backend: Backend, name: str | None) -> ModelInfo:
     desc = backend.describe()
-    return {"name": name or desc["model"], "path": desc["endpoint"], "format": "openai-endpoint", "files": []}
+    return ModelInfo(name=name or str(desc["model"]), path=str(desc["endpoint"]), format="openai-endpoint")

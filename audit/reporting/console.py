@@ -12,6 +12,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from audit.record.models import Record
+
 DASH = "—"
 LABEL_STYLES = {
     "original": "bold white on green",
@@ -304,8 +306,10 @@ def _line(label: str, body: str) -> Text:
     return text
 
 
-def print_summary(record: dict, console: Console | None = None) -> None:
+def print_summary(record: Record | dict, console: Console | None = None) -> None:
     """Print a summary of `record` (verdict, best comparison's evidence, layers, operations, flags)."""
+    if isinstance(record, Record):
+        record = record.to_json_dict()
     if console is None:
         console = Console()
     width = min(console.width, MAX_WIDTH)

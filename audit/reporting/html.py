@@ -12,6 +12,7 @@ import jinja2
 from markupsafe import Markup
 
 from audit.paths import data_dir
+from audit.record.models import Record
 from audit.reporting.charts import (
     BLUE,
     GREEN,
@@ -489,6 +490,8 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render_html(record: dict) -> str:
+def render_html(record: Record | dict) -> str:
     """Render `record` as one self-contained HTML page (inline CSS and SVG, no scripts, no external assets)."""
+    if isinstance(record, Record):
+        record = record.to_json_dict()
     return _environment().get_template(TEMPLATE).render(v=build_view(record))

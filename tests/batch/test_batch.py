@@ -36,7 +36,7 @@ def test_broken_model_in_the_middle_is_an_error_row(first_run: tuple[Path, Path]
     for r in rows[:2] + rows[3:]:
         assert r["status"] == "ok" and r["error"] is None and r["source"] == "audit"
         record = json.loads((out / r["record"]).read_text(encoding="utf-8"))
-        assert record["schema"] == "provaudit.record/1" and record["verdict"]["label"] == r["verdict"]
+        assert record["schema"] == "provaudit.record/2" and record["verdict"]["label"] == r["verdict"]
         assert record["batch"]["line"] == r["line"] and record["batch"]["cache_key"] == r["key"]
         assert record["command"]["argv"][:2] == ["audit", str((manifest.parent / r["model"]).resolve())]
         assert r["verdict"] in (out / r["report"]).read_text(encoding="utf-8")

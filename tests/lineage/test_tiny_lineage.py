@@ -115,7 +115,7 @@ def test_other_architectures(run_cli, tiny_dir, maker):
 
 def test_record_carries_hashes_and_provenance(run_cli, llama_cases):
     rec = compare_record(run_cli, llama_cases["finetuned"], llama_cases["base"])
-    assert rec["schema"] == "provaudit.record/1"
+    assert rec["schema"] == "provaudit.record/2"
     files = rec["subject"]["files"]
     assert files and all(len(f["sha256"]) == 64 and f["bytes"] > 0 for f in files)
     import hashlib

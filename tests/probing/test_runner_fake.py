@@ -175,7 +175,7 @@ def test_cli_probe_with_fake_backend(run_cli, tmp_path: Path) -> None:
     res = run_cli("probe", "--fake", rules, "--samples", "2", "--seed", "7", "--json", "-", "--html", html, "-q")
     assert res.code == 0, res.err
     record = res.record()
-    assert record["schema"] == "provaudit.record/1" and record["command"]["name"] == "probe"
+    assert record["schema"] == "provaudit.record/2" and record["command"]["name"] == "probe"
     assert record["verdict"]["label"] == "inconclusive" and record["verdict"]["parent"] is None
     assert "no weights were compared" in record["verdict"]["summary"]
     assert [f["kind"] for f in record["flags"]] == ["distillation-leak"]
@@ -191,13 +191,15 @@ def test_cli_probe_with_fake_backend(run_cli, tmp_path: Path) -> None:
 
 def test_parent_family_vendor_is_inherited_not_foreign() -> None:
     from audit.probing.session import inherited_vendors
+    from audit.record.models import ModelInfo, Verdict
 
-    refs = [{"name": "smollm2-135m-instruct", "family": "smollm"}, {"name": "gemma-3-270m", "family": "gemma"}]
-    record = {"verdict": {"label": "fine-tuned", "parent": "smollm2-135m-instruct"}, "references": refs}
-    assert inherited_vendors(record) == ["Hugging Face"]
-    record["verdict"] = {"label": "derived", "parent": "gemma-3-270m"}
-    assert inherited_vendors(record) == ["Google"]
-    record["verdict"] = {"label": "original", "parent": None}
-    assert inherited_vendors(record) == []
-    record["verdict"] = {"label": "fine-tuned", "parent": "my-base"}
-    assert inherited_vendors({**record, "references": [{"name": "my-base"}]}) == []
+    refs = [ModelInfo(name="smollm2-135m-instruct", format="weight-fingerprint", family="smollm"),
+            ModelInfo(name="gemma-3-270m", format="weight-fingerprint", family="gemma")]
+
+    def verdict(label: str, parent: str | None) -> Verdict:
+        return Verdict(label=label, parent=parent, summary="s")
+
+    assert inherited_vendors(verdict("fine-tuned", "smollm2-135m-instruct"), refs) == ["Hugging Face"]
+    assert inherited_vendors(verdict("derived", "gemma-3-270m"), refs) == ["Google"]
+    assert inherited_vendors(verdict("original", None), refs) == []
+    assert inherited_vendors(verdict("fine-tuned", "my-base"), [ModelInfo(name="my-base", format="hf-folder")]) == []

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from audit.lineage.view import ModelView
+from audit.fingerprinting.view import ModelView
 
 
 @dataclass

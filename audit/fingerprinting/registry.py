@@ -97,7 +97,7 @@ def _tokenizer_entry(path: Path, origin: str) -> Entry:
 
 
 def _weights_entry(path: Path, origin: str) -> Entry:
-    from audit.lineage.reference import load_weight_fingerprint
+    from audit.fingerprinting.reference import load_weight_fingerprint
 
     ref = load_weight_fingerprint(path)
     meta = ref.stored

@@ -16,9 +16,9 @@ import numpy as np
 
 from audit.checkpoint.model import TokenizerData
 from audit.errors import InputError
+from audit.fingerprinting.grams import LayerGrams, compute_grams
 from audit.fingerprinting.tokenizer import compare_tokenizers
-from audit.lineage.grams import LayerGrams, compute_grams
-from audit.lineage.view import ModelView
+from audit.fingerprinting.view import ModelView
 
 WEIGHTS_SCHEMA = "provaudit.weights/1"
 STORED_UNITS = 128

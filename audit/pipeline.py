@@ -1,0 +1,282 @@
+"""Request -> record: the one path every command takes (compare, audit, probe, batch rows, demo).
+
+A `Request` says what to audit (a local model, an OpenAI-compatible endpoint, or scripted answers), against
+what (reference checkpoints, the registry), which probe suites to run and with which seed. `run` returns a
+complete, immutable `Record`; commands only parse options into a request and render the record.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from audit import __version__
+from audit.errors import InputError
+from audit.record.models import (
+    Command,
+    ModelInfo,
+    ProbeFailure,
+    Record,
+    RegistrySection,
+    SkippedReference,
+    Tool,
+    Verdict,
+)
+from audit.record.names import CommandName, FlagKind, Label
+
+if TYPE_CHECKING:
+    from audit.checkpoint.progress import Progress
+    from audit.fingerprinting.registry import Registry
+    from audit.probing.runner import ProbeSettings
+    from audit.probing.session import ProbeOutcome
+    from audit.probing.suite import Suite
+
+Warn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    """Which probe suites to run and how to sample them (sample j of every prompt uses seed SEED+j)."""
+
+    suites: tuple[str, ...] = ()  # bundled names or suite files; empty: every bundled suite
+    samples: int = 3
+    max_new_tokens: int = 160
+    temperature: float = 0.7
+    batch_size: int = 8
+    device: str = "auto"
+    declared: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An OpenAI-compatible API to probe instead of a local model."""
+
+    url: str
+    model: str
+    api_key_env: str | None = None
+    timeout: float = 60.0
+    max_requests: int = 2000
+    tokenizer_check: bool = True
+
+
+@dataclass(frozen=True)
+class Request:
+    """Everything that determines a record, apart from when it was made."""
+
+    command: CommandName
+    model: str | None = None  # a local model (path or hub id in the local cache)
+    name: str | None = None  # the subject's name in the report
+    references: tuple[tuple[str, str | None], ...] = ()  # (path, name or None)
+    registries: tuple[str, ...] | None = None  # None: no registry; else extra registry folders
+    probes: ProbeRequest | None = None
+    endpoint: Endpoint | None = None
+    fake_rules: str | None = None  # scripted answers (tests and demos)
+    seed: int = 0
+    allow_pickle: bool = False
+    argv: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def weights(self) -> bool:
+        """True when weights are compared (references or the registry), not only probed."""
+        return self.model is not None and (bool(self.references) or self.registries is not None)
+
+
+def run(request: Request, progress: Progress | None = None, warn: Warn | None = None,
+        reuse_registry: bool = False) -> Record:
+    """Carry out `request`; InputError (exit 2) for unusable input, nothing written.
+
+    `reuse_registry`: keep the loaded registry for later requests in this process (batch workers).
+    """
+    sources = [x for x in (request.model, request.endpoint, request.fake_rules) if x]
+    if len(sources) != 1:
+        raise InputError("give exactly one model, endpoint or scripted backend to audit")
+    suites = _suites(request.probes) if request.probes is not None else []  # a bad suite stops before any work
+    if not request.weights:
+        if request.probes is None:
+            raise InputError("nothing to do: give references, the registry or probe suites")
+        return _probe_only(request, suites, progress)
+    return _weights(request, suites, progress, warn, reuse_registry)
+
+
+# ---------------------------------------------------------------------------------------------- weights
+
+
+def _weights(request: Request, suites: list[Suite], progress: Progress | None, warn: Warn | None,
+             reuse_registry: bool) -> Record:
+    from audit.checkpoint import open_checkpoint
+    from audit.checkpoint.hashing import BackgroundHasher
+    from audit.errors import NothingComparable
+    from audit.fingerprinting.describe import model_info, stored_info
+    from audit.fingerprinting.reference import Reference, live_reference
+    from audit.fingerprinting.view import ModelView
+    from audit.lineage.compare import compare_views
+    from audit.lineage.registry_audit import family_flags, registry_section
+    from audit.lineage.verdict import flags as verdict_flags
+    from audit.lineage.verdict import judge, no_weight_evidence, overall
+
+    assert request.model is not None
+    registry = registry_for(request.registries, warn, reuse_registry) if request.registries is not None else None
+    cand = ModelView(open_checkpoint(request.model, allow_pickle=request.allow_pickle, name=request.name))
+    live = [ModelView(open_checkpoint(path, allow_pickle=request.allow_pickle, name=ref_name))
+            for path, ref_name in request.references]
+    _dedupe_names(live)
+    hashers = {id(v): BackgroundHasher(v.ckpt.files) for v in [cand, *live]}
+    refs: list[Reference] = [live_reference(v) for v in live]
+    if registry is not None:
+        refs += [e.data["reference"] for e in registry.of_kind("weights")]
+    comparisons, verdicts, sections, skipped = [], [], [], []
+    for ref in refs:
+        if progress is not None:
+            progress.start(f"{cand.name} vs {ref.name}", _work(cand) * (2 if ref.view is not None else 1))
+        try:
+            cmp = compare_views(cand, ref, seed=request.seed, progress=progress)
+        except NothingComparable as exc:
+            if ref.view is not None:  # the user asked for this reference explicitly
+                raise
+            skipped.append(SkippedReference(reference=ref.name, reason=str(exc)))
+            continue
+        v = judge(cmp)
+        comparisons.append(cmp)
+        verdicts.append(v)
+        sections.append(cmp.to_record(v, len(ref.layers)))
+    if not comparisons and registry is None:
+        raise InputError("no reference could be compared")
+    verdict = overall(verdicts, comparisons) if comparisons else no_weight_evidence(len(skipped))
+    flags: list = list(verdict_flags(verdict, comparisons))
+    reg: RegistrySection | None = None
+    if registry is not None:
+        reg = registry_section(cand, registry, comparisons, skipped)
+        if verdict.label not in (Label.DERIVED, Label.FINE_TUNED):
+            kinds = {f.kind for f in flags}
+            flags += [f for f in family_flags(reg) if f.kind not in kinds]
+    subject = model_info(cand, hashers[id(cand)].result())
+    references = [model_info(v, hashers[id(v)].result()) for v in live] + [stored_info(r) for r in refs if r.view is None]
+    outcome = _probe_stage(request, suites, verdict, references, progress) if suites else None
+    if outcome is not None:
+        flags += outcome.flags
+    return Record(
+        tool=Tool(version=__version__), created=_now(), command=_command(request), subject=subject,
+        references=references, verdict=verdict, comparisons=sections, flags=flags,
+        probes=outcome.probes if outcome is not None else [], probe_run=outcome.run if outcome is not None else None,
+        registry=reg,
+    )
+
+
+def _probe_stage(request: Request, suites: list[Suite], verdict: Verdict, references: list[ModelInfo],
+                 progress: Progress | None) -> ProbeOutcome:
+    """Probes after a weight audit: a backend that cannot start is recorded and warned about, the audit stands."""
+    from audit.probing import session
+
+    assert request.probes is not None and request.model is not None
+    p = request.probes
+    try:
+        backend = session.local_backend(request.model, p.device, p.batch_size)
+    except Exception as exc:  # noqa: BLE001 - the weight audit's record still stands
+        message = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+        return session.ProbeOutcome(probes=[], flags=[], run=ProbeFailure(error=message, suites=[s.name for s in suites]))
+    inherited = session.inherited_vendors(verdict, references)
+    return session.probe(backend, suites, _settings(request), progress=progress, inherited=inherited)
+
+
+# ---------------------------------------------------------------------------------------------- probes only
+
+
+def _probe_only(request: Request, suites: list[Suite], progress: Progress | None) -> Record:
+    """`provaudit probe`: no weights compared, so the verdict is inconclusive with no parent; findings are flags."""
+    from audit.probing import session
+
+    hasher = None
+    if request.endpoint is not None:
+        e = request.endpoint
+        backend = session.endpoint_backend(e.url, e.model, e.api_key_env, e.timeout, e.max_requests)
+        subject = session.endpoint_subject(backend, request.name)
+    elif request.fake_rules is not None:
+        backend = session.fake_backend(request.fake_rules)
+        subject = ModelInfo(name=request.name or str(backend.describe()["model"]), path=request.fake_rules,
+                            format="fake")
+    else:
+        assert request.model is not None and request.probes is not None
+        local, hasher = session.local_subject(request.model, request.name)
+        backend = session.local_backend(request.model, request.probes.device, request.probes.batch_size)
+    check = request.endpoint is not None and request.endpoint.tokenizer_check
+    outcome = session.probe(backend, suites, _settings(request), progress=progress, tokenizer_check=check)
+    if hasher is not None:  # hashing overlapped with generation
+        subject = ModelInfo(**local, files=hasher.result())
+    return Record(
+        tool=Tool(version=__version__), created=_now(), command=_command(request), subject=subject,
+        verdict=_probe_verdict(outcome), flags=outcome.flags, probes=outcome.probes, probe_run=outcome.run,
+    )
+
+
+def _probe_verdict(outcome: ProbeOutcome) -> Verdict:
+    found = "; ".join(f.evidence.vendor_name for f in outcome.flags if f.kind == FlagKind.DISTILLATION_LEAK)
+    summary = ("Black-box probes only: no weights were compared, so there is no lineage verdict; "
+               + (f"the answers claim another vendor's identity ({found}): see the distillation-leak flag."
+                  if found else "no foreign identity claim beyond noise."))
+    tok = getattr(outcome.run, "tokenizer_inference", None)
+    if tok is not None:
+        summary += " " + (tok.summary or f"Endpoint tokenizer: {tok.reason}")
+    if any(f.kind == FlagKind.WRAPPER_SUSPECTED for f in outcome.flags):
+        summary += " The endpoint is suspected of wrapping another vendor's model: see the wrapper-suspected flag."
+    return Verdict(label=Label.INCONCLUSIVE, references_checked=0, summary=summary)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _suites(probes: ProbeRequest) -> list[Suite]:
+    from audit.probing.suite import resolve_suites
+
+    return resolve_suites(list(probes.suites))
+
+
+def _settings(request: Request) -> ProbeSettings:
+    from audit.probing.runner import ProbeSettings
+
+    p = request.probes or ProbeRequest()
+    return ProbeSettings(p.samples, p.max_new_tokens, p.temperature, request.seed, p.batch_size, tuple(p.declared))
+
+
+@lru_cache(maxsize=4)
+def _registry(extra: tuple[str, ...]) -> Registry:
+    from audit.fingerprinting.registry import load_registry
+
+    return load_registry(extra=[Path(r) for r in extra])
+
+
+def registry_for(extra: tuple[str, ...], warn: Warn | None = None, reuse: bool = False) -> Registry:
+    """The bundled, user and extra registries; broken entries are warned about. `reuse`: load once per process."""
+    registry = _registry(tuple(extra)) if reuse else _registry.__wrapped__(tuple(extra))
+    if warn is not None:
+        for entry, problem in registry.errors:
+            warn(f"provaudit: warning: skipping registry entry {entry}: {problem}")
+    return registry
+
+
+def _command(request: Request) -> Command:
+    return Command(name=request.command, argv=list(request.argv), seed=request.seed)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _work(view: object) -> int:
+    from audit.fingerprinting.view import ModelView
+
+    assert isinstance(view, ModelView)
+    return sum(len(view.layer_weights(layer)) for layer in view.roles.layers())
+
+
+def _dedupe_names(views: list) -> None:
+    seen: dict[str, int] = {}
+    for v in views:
+        if v.ckpt.name in seen:
+            seen[v.ckpt.name] += 1
+            v.ckpt.name = f"{v.ckpt.name}#{seen[v.ckpt.name]}"
+        else:
+            seen[v.ckpt.name] = 1

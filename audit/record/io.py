@@ -1,0 +1,96 @@
+"""Read records of every schema version written so far, and publish the JSON Schema of the current one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from audit.errors import InputError
+from audit.record.models import SCHEMA, Record
+
+SCHEMA_V1 = "provaudit.record/1"
+KNOWN_SCHEMAS = (SCHEMA, SCHEMA_V1)
+SCHEMA_ID = "https://provaudit.dev/schema/record-2.json"
+MAX_RECORD_BYTES = 512 * 1024 * 1024
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of `provaudit.record/2`, generated from the models."""
+    schema = Record.model_json_schema(by_alias=True, mode="validation")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
+
+
+def json_schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+def upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A `provaudit.record/1` object in the shape of `/2` (what changed is listed in docs/record.md)."""
+    out = dict(data)
+    out["schema"] = SCHEMA
+    out["flags"] = [_upgrade_flag(f) for f in data.get("flags") or []]
+    return out
+
+
+def _upgrade_flag(flag: Any) -> Any:
+    """/1 stored borrowed-architecture/tokenizer evidence in two shapes; /2 names both parts."""
+    if not isinstance(flag, dict) or not isinstance(flag.get("evidence"), dict):
+        return flag
+    kind, ev = flag.get("kind"), flag["evidence"]
+    if kind == "architecture-borrowed" and "references" not in ev:
+        return {**flag, "evidence": {"references": [], "registry": ev}}
+    if kind == "tokenizer-borrowed":
+        if "score" in ev and "name" in ev:
+            return {**flag, "evidence": {"references": {}, "registry": ev}}
+        if "references" not in ev and "registry" not in ev:
+            return {**flag, "evidence": {"references": ev}}
+    return flag
+
+
+def parse_record(data: Any, source: str = "record") -> Record:
+    """A Record from decoded JSON of any known schema; InputError (exit 2) with one line when it is not one."""
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: not a provaudit record (a JSON {type(data).__name__}, expected an object)")
+    schema = data.get("schema")
+    if schema not in KNOWN_SCHEMAS:
+        raise InputError(f"{source}: unknown record schema {str(schema)[:80]!r} (this provaudit reads "
+                         f"{', '.join(KNOWN_SCHEMAS)})")
+    if schema == SCHEMA_V1:
+        data = upgrade_v1(data)
+    try:
+        return Record.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "(top)"
+        raise InputError(f"{source}: malformed record: {where}: {first.get('msg', 'invalid')} "
+                         f"({exc.error_count()} problem{'s' if exc.error_count() != 1 else ''})") from None
+
+
+def load_record(path: str) -> Record:
+    """Read a record file ('-' for stdin)."""
+    import sys
+
+    try:
+        if path == "-":
+            text = sys.stdin.read(MAX_RECORD_BYTES + 1)
+        else:
+            p = Path(path)
+            if not p.is_file():
+                raise InputError(f"{path}: no such file" if not p.exists() else f"{path}: not a regular file")
+            if p.stat().st_size > MAX_RECORD_BYTES:
+                raise InputError(f"{path}: larger than {MAX_RECORD_BYTES >> 20} MiB; not a provaudit record")
+            text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the record ({type(exc).__name__})") from None
+    if len(text) > MAX_RECORD_BYTES:
+        raise InputError(f"{path}: larger than {MAX_RECORD_BYTES >> 20} MiB; not a provaudit record")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply") from None
+    return parse_record(data, path)

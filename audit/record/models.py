@@ -1,0 +1,547 @@
+"""The typed record (`provaudit.record/2`): one pydantic model per section, frozen once built.
+
+A record is what users cite, so every field here is documented in docs/record.md and in the JSON Schema
+(`provaudit schema`, committed as docs/record.schema.json). Sections whose keys vary by producer (a probe
+backend's own settings, the event log, an endpoint's tokenizer inference) are typed on the fields every
+producer writes and keep the rest as extra keys; everything else is closed (extra keys are an error).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from audit.record.names import CommandName, FlagKind, Label, Operation, StatisticName
+
+SCHEMA = "provaudit.record/2"
+
+Number = int | float
+
+
+class Section(BaseModel):
+    """A closed, immutable part of the record."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, use_enum_values=False)
+
+
+class OpenSection(BaseModel):
+    """An immutable part of the record whose producer may add keys of its own."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+
+
+# ---------------------------------------------------------------- provenance of the run
+
+
+class Tool(Section):
+    name: str = "provaudit"
+    version: str
+
+
+class Command(Section):
+    """How the record was produced: the command, its arguments and the seed of every random draw."""
+
+    name: CommandName
+    argv: list[str] = Field(default_factory=list)
+    seed: int = 0
+
+
+class BatchInfo(Section):
+    """Where a batch took this record from (batch rows only)."""
+
+    manifest: str
+    line: int
+    cache_key: str | None = None
+
+
+# ---------------------------------------------------------------- models: subject and references
+
+
+class FileDigest(Section):
+    path: str
+    bytes: int
+    sha256: str | None = None
+
+
+class Architecture(Section):
+    """Normalised structure: config values where given, tensor shapes where the config is silent."""
+
+    model_type: str | None = None
+    hidden_size: Number | None = None
+    num_heads: Number | None = None
+    num_kv_heads: Number | None = None
+    intermediate_size: Number | None = None
+    rope_theta: Number | None = None
+    norm_eps: Number | None = None
+    max_position_embeddings: Number | None = None
+    num_layers: int = 0
+    vocab_size: Number | None = None
+    tied_embeddings: bool | None = None
+    parameters: int | None = None
+    naming_scheme: str | None = None
+    storage_dtypes: list[str] = Field(default_factory=list)
+    layer_roles: dict[str, list[int]] = Field(default_factory=dict, description="role -> shape in the first block")
+
+
+class TokenizerSummary(Section):
+    kind: str
+    source: str | None = None
+    vocab_size: int
+    vocab_sha256: str
+    merges: int = 0
+    merges_sha256: str | None = None
+    special: dict[str, str] = Field(default_factory=dict)
+
+
+class ModelInfo(Section):
+    """A model the record talks about: the subject, a reference checkpoint, or a stored fingerprint."""
+
+    name: str
+    path: str = ""
+    format: str = Field(description="hf-folder | safetensors | gguf | pickle | weight-fingerprint | openai-endpoint | fake")
+    files: list[FileDigest] = Field(default_factory=list)
+    architecture: Architecture | None = None
+    tokenizer: TokenizerSummary | None = None
+    family: str | None = Field(default=None, description="registry family (stored fingerprints)")
+    source: str | None = Field(default=None, description="where a stored fingerprint was built from")
+
+
+# ---------------------------------------------------------------- white-box comparison
+
+
+class Null(Section):
+    """The distribution a statistic takes between models with unrelated weights."""
+
+    mean: float
+    sd: float
+    n: int
+    kind: str = Field(description="how the null was built")
+
+
+class Statistic(Section):
+    name: StatisticName
+    value: float
+    null: Null
+    p_value: float = Field(description="may underflow to 0.0; log10_p carries the magnitude")
+    log10_p: float
+    meaning: str
+    detail: str | None = None
+
+
+class Alignment(Section):
+    method: str = Field(description="embedding-anchors | weight-signatures")
+    shared_tokens: int
+    matched_units: int
+    hidden_size: tuple[int, int]
+    fixed_points: int | None = None
+    sign_flips: int = 0
+
+
+class TokenizerComparison(Section):
+    jaccard: float
+    shared: int
+    candidate_only: int
+    reference_only: int
+    identical: bool
+    merges_identical: bool = False
+    reference_prefix_of_candidate: bool | None = None
+    estimated: bool = Field(default=False, description="estimated from a stored sketch, not exact")
+
+
+class DetectedOperation(Section):
+    name: Operation
+    detail: str = ""
+
+
+class Verdict(Section):
+    label: Label
+    parent: str | None = None
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    operations: list[Operation] = Field(default_factory=list)
+    summary: str
+    references_checked: int | None = Field(default=None, description="N in 'no derivation from any of N'")
+
+
+LayerRow = tuple[int, int | None, float]
+
+
+class Comparison(Section):
+    """The candidate against one reference."""
+
+    reference: str
+    statistics: list[Statistic]
+    layer_map: list[LayerRow] = Field(description="[candidate layer, matched reference layer or null, similarity]")
+    layer_log10_p: list[float] = Field(default_factory=list, description="per candidate layer, Bonferroni-corrected")
+    layer_null: Null | None = None
+    reference_layers: int | None = None
+    alignment: Alignment | None = None
+    tokenizer: TokenizerComparison | None = None
+    architecture_match: bool | None = None
+    operations: list[DetectedOperation] = Field(default_factory=list)
+    verdict: Verdict
+    seconds: float | None = None
+
+
+# ---------------------------------------------------------------- the registry's nearest families
+
+
+class ArchitectureMatch(Section):
+    family: str
+    model: str
+    score: float
+    fields_agreeing: list[str] = Field(default_factory=list)
+    exact: bool = False
+    null: Null | None = None
+    p_value: float | None = None
+    source: str | None = None
+
+
+class TokenizerMatch(OpenSection):
+    """A registry tokenizer ranked against the subject's (rank_families row; extra keys are diagnostics)."""
+
+    name: str
+    family: str | None = None
+    score: float
+    jaccard: float | None = None
+    confident: bool = False
+    exact: bool = False
+    null: dict[str, Any] | None = None
+    p_value: float | None = None
+    rank: int | None = None
+
+
+class WeightMatch(Section):
+    reference: str
+    label: Label
+    similarity: float
+    log10_p: float
+    layers_matched: str
+
+
+class SkippedReference(Section):
+    reference: str
+    reason: str
+
+
+class RegistryProblem(Section):
+    entry: str
+    problem: str
+
+
+class RegistrySection(Section):
+    entries: int
+    architecture: list[ArchitectureMatch] = Field(default_factory=list)
+    tokenizer: list[TokenizerMatch] = Field(default_factory=list)
+    weights: list[WeightMatch] = Field(default_factory=list)
+    skipped: list[SkippedReference] = Field(default_factory=list)
+    errors: list[RegistryProblem] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- black-box probes
+
+
+class Message(Section):
+    role: str
+    content: str
+
+
+class PromptRecord(Section):
+    id: str
+    language: str
+    category: str | None = None
+    messages: list[Message]
+    detectors: list[str] = Field(default_factory=list)
+
+
+class Claim(Section):
+    vendor: str
+    model: str | None = None
+    alias: str | None = None
+
+
+class Response(Section):
+    probe: str
+    language: str
+    sample: int
+    seed: int
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error: str | None = None
+    claims: list[Claim] | None = None
+    boilerplate: list[str] | None = None
+    cutoff: list[str] | None = None
+
+
+class ClaimCount(Section):
+    vendor: str
+    model: str | None = None
+    language: str
+    count: int
+    of: int
+
+
+class VendorCount(Section):
+    vendor: str
+    count: int
+    of: int
+    share: float
+
+
+class PhraseCount(Section):
+    phrase: str
+    count: int
+    of: int
+
+
+class CutoffCount(Section):
+    date: str
+    count: int
+    of: int
+
+
+class ProbeError(Section):
+    probe: str
+    sample: int
+    error: str
+
+
+class SuiteResult(Section):
+    """One probe suite: its prompts, every sampled response, what the detectors found."""
+
+    suite: str
+    description: str = ""
+    source: str = ""
+    sha256: str = ""
+    version: int = 1
+    detectors_run: list[str] = Field(default_factory=list)
+    detectors: list[str] = Field(default_factory=list, description="detectors that fired on at least one answer")
+    answered: int
+    failed: int
+    claims: list[ClaimCount] = Field(default_factory=list)
+    vendors: list[VendorCount] = Field(default_factory=list)
+    boilerplate: list[PhraseCount] = Field(default_factory=list)
+    cutoff: list[CutoffCount] = Field(default_factory=list)
+    errors: list[ProbeError] = Field(default_factory=list)
+    prompts: list[PromptRecord] = Field(default_factory=list)
+    responses: list[Response] = Field(default_factory=list)
+
+
+class FlagRule(Section):
+    min_count: int
+    min_prompts: int
+    min_share: float
+    false_claim_rate: float
+    alpha: float
+    correction: str
+    test: str
+
+
+class VendorTest(Section):
+    vendor: str
+    name: str
+    count: int
+    of: int
+    share: float
+    prompts: int
+    p_value: float
+    log10_p: float | None = None
+    declared: bool
+    flagged: bool
+    reason: str
+
+
+class BackendInfo(OpenSection):
+    """The backend that produced the answers (backend-specific keys kept; never an API key)."""
+
+    kind: str
+    model: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    endpoint: str | None = None
+
+
+class SamplingSettings(Section):
+    samples: int
+    max_new_tokens: int
+    temperature: float
+    seed: int
+    batch_size: int
+    declared: list[str] = Field(default_factory=list)
+    seeds: list[int] = Field(default_factory=list, description="sample j of every prompt used seeds[j]")
+
+
+class Declared(Section):
+    names: list[str] = Field(default_factory=list)
+    vendors: list[str] = Field(default_factory=list)
+    inherited: list[str] = Field(default_factory=list, description="vendor of the parent family (audit --probe)")
+
+
+class Event(OpenSection):
+    t: float
+    event: str
+
+
+class TokenizerInference(OpenSection):
+    """Which tokenizer an endpoint bills with (tokcount.infer_tokenizer_family; extra keys are diagnostics)."""
+
+    method: str | None = None
+    status: str
+    reason: str | None = None
+    summary: str = ""
+    family: str | None = None
+    name: str | None = None
+    p_value: float | None = None
+
+
+class ProbeRun(Section):
+    """How the probe answers were produced, and the tests run on them."""
+
+    backend: BackendInfo
+    settings: SamplingSettings
+    declared: Declared
+    answers: int
+    errors: int
+    vendor_tests: list[VendorTest] = Field(default_factory=list)
+    flag_rule: FlagRule
+    seconds: float | None = None
+    events: list[Event] = Field(default_factory=list)
+    tokenizer_inference: TokenizerInference | None = None
+
+
+class ProbeFailure(Section):
+    """The probes of `audit --probe` could not start (the weight audit stands)."""
+
+    error: str
+    suites: list[str] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- flags
+
+
+class CountOf(Section):
+    count: int
+    of: int
+
+
+class ClaimExample(Section):
+    suite: str
+    probe: str
+    sample: int
+    seed: int
+    prompt: str
+    response: str
+    claims: list[Claim] = Field(default_factory=list)
+
+
+class DistillationEvidence(Section):
+    vendor: str
+    vendor_name: str
+    models: dict[str, int] = Field(default_factory=dict)
+    count: int
+    of: int
+    share: float
+    prompts: int
+    languages: dict[str, CountOf] = Field(default_factory=dict)
+    p_value: float
+    log10_p: float | None = None
+    rule: FlagRule
+    examples: list[ClaimExample] = Field(default_factory=list)
+
+
+class WrapperEvidence(Section):
+    tokenizer_inference: dict[str, Any]
+    tokenizer_vendors: list[str]
+    declared: list[str] = Field(default_factory=list)
+    claimed: list[str] = Field(default_factory=list)
+
+
+class ArchitectureBorrowedEvidence(Section):
+    references: list[str] = Field(default_factory=list, description="references with the same architecture")
+    registry: ArchitectureMatch | None = Field(default=None, description="the registry's published architecture")
+
+
+class TokenizerBorrowedEvidence(Section):
+    references: dict[str, TokenizerComparison] = Field(default_factory=dict)
+    registry: TokenizerMatch | None = None
+
+
+class DistillationLeakFlag(Section):
+    kind: Literal[FlagKind.DISTILLATION_LEAK] = FlagKind.DISTILLATION_LEAK
+    detail: str
+    evidence: DistillationEvidence
+
+
+class WrapperSuspectedFlag(Section):
+    kind: Literal[FlagKind.WRAPPER_SUSPECTED] = FlagKind.WRAPPER_SUSPECTED
+    detail: str
+    evidence: WrapperEvidence
+
+
+class ArchitectureBorrowedFlag(Section):
+    kind: Literal[FlagKind.ARCHITECTURE_BORROWED] = FlagKind.ARCHITECTURE_BORROWED
+    detail: str
+    evidence: ArchitectureBorrowedEvidence
+
+
+class TokenizerBorrowedFlag(Section):
+    kind: Literal[FlagKind.TOKENIZER_BORROWED] = FlagKind.TOKENIZER_BORROWED
+    detail: str
+    evidence: TokenizerBorrowedEvidence
+
+
+Flag = Annotated[
+    DistillationLeakFlag | WrapperSuspectedFlag | ArchitectureBorrowedFlag | TokenizerBorrowedFlag,
+    Field(discriminator="kind"),
+]
+
+
+# ---------------------------------------------------------------- the record
+
+
+class Record(Section):
+    """One audit, compare, probe or batch row: the evidence, its nulls, the verdict and how it was produced."""
+
+    schema_: Literal["provaudit.record/2"] = Field(default=SCHEMA, alias="schema")
+    tool: Tool
+    created: str = Field(description="ISO-8601 time the record was built (UTC)")
+    command: Command
+    subject: ModelInfo
+    references: list[ModelInfo] = Field(default_factory=list)
+    verdict: Verdict
+    comparisons: list[Comparison] = Field(default_factory=list)
+    flags: list[Flag] = Field(default_factory=list)
+    probes: list[SuiteResult] = Field(default_factory=list)
+    probe_run: ProbeRun | ProbeFailure | None = None
+    registry: RegistrySection | None = None
+    batch: BatchInfo | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The record as plain JSON values (what `--json` writes)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=False)
+
+    def reference(self, name: str) -> ModelInfo | None:
+        return next((r for r in self.references if r.name == name), None)
+
+    def comparison(self, reference: str) -> Comparison | None:
+        return next((c for c in self.comparisons if c.reference == reference), None)
+
+
+#: Fields that differ between two runs of the same request (time stamps, the command line, timings).
+RUN_DEPENDENT = ("created", "command", "batch")
+
+
+def evidence_view(record: Record) -> dict[str, Any]:
+    """The record without what depends on when and how it was invoked: two runs of one request agree here."""
+    data = record.to_json_dict()
+    for key in RUN_DEPENDENT:
+        data.pop(key, None)
+    for comp in data.get("comparisons") or []:
+        comp.pop("seconds", None)
+    run = data.get("probe_run")
+    if isinstance(run, dict):
+        run.pop("seconds", None)
+        for event in run.get("events") or []:
+            event.pop("t", None)
+    return data

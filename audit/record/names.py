@@ -1,0 +1,118 @@
+"""Every name the record uses, defined once with its plain-language meaning.
+
+Verdict labels, operations, flag kinds, statistic names and command names are enums whose members carry
+`meaning`: the console, the HTML report, README.md and docs/record.md all take their explanations from
+here (docs are generated from these enums and checked by a test), so a new name cannot ship unexplained.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+
+class Named(str, Enum):
+    """A string enum whose members carry a plain-language meaning."""
+
+    meaning: str
+
+    def __new__(cls, value: str, meaning: str = "") -> Named:
+        obj = str.__new__(cls, value)
+        obj._value_ = value
+        obj.meaning = meaning
+        return obj
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    @classmethod
+    def meanings(cls) -> dict[str, str]:
+        """value -> meaning, in definition order."""
+        return {m.value: m.meaning for m in cls}
+
+    @classmethod
+    def meaning_of(cls, value: Any) -> str:
+        """The meaning of a value of this enum, or '' for an unknown value."""
+        try:
+            return cls(value).meaning
+        except ValueError:
+            return ""
+
+
+class Label(Named):
+    """The lineage verdict."""
+
+    ORIGINAL = ("original", "No derivation from any of the N references checked: no reference's weights were found "
+                "inside this model, every weight statistic sits inside what independently trained models show, and "
+                "enough layers were compared to have had the power to see a derivation.")
+    DERIVED = ("derived", "The parent's weights are demonstrably inside this model, but its structure or packaging "
+               "changed (renamed or re-typed tensors, permuted units, pruned or duplicated layers, an extended "
+               "vocabulary, quantization, a re-export); each operation detected is named.")
+    FINE_TUNED = ("fine-tuned", "The parent's weights carried over with the same structure: same tensor roles and "
+                  "shapes, layers matched in order, no permutation, and weight statistics far outside what "
+                  "independent models show. Typical of SFT, RLHF, LoRA merges or short continued pretraining.")
+    INCONCLUSIVE = ("inconclusive", "The evidence is mixed or too thin to decide either way; the summary says what "
+                    "would settle it (a closer reference, more comparable layers, the original tokenizer).")
+
+
+class Operation(Named):
+    """What a deriver did to the parent, as detected from the weights and files."""
+
+    FORMAT_CONVERSION = ("format-conversion", "re-exported to another file format (e.g. safetensors to GGUF)")
+    RENAMED_TENSORS = ("renamed-tensors", "tensor names or model_type changed (a repackaged copy); the weights are the same")
+    QUANTIZATION = ("quantization", "weights stored at lower precision (GGUF quantization types, int8)")
+    DTYPE_CONVERSION = ("dtype-conversion", "weights cast to another floating-point type (e.g. F32 to BF16)")
+    LAYER_PRUNING = ("layer-pruning", "layers of the parent were removed")
+    LAYER_DUPLICATION = ("layer-duplication", "layers of the parent were repeated (depth up-scaling)")
+    LAYER_REORDERING = ("layer-reordering", "the parent's layers appear in another order")
+    UNMATCHED_LAYERS = ("unmatched-layers", "some candidate layers carry none of the parent's weights (new or retrained)")
+    PERMUTATION = ("permutation", "hidden units, attention heads or MLP neurons reordered (function-preserving)")
+    SIGN_FLIP = ("sign-flip", "hidden units negated (function-preserving when compensated downstream)")
+    WIDTH_PRUNING = ("width-pruning", "the hidden size was cut: fewer hidden units than the parent")
+    VOCAB_EXTENSION = ("vocab-extension", "tokens were added to the parent's vocabulary")
+    VOCAB_REDUCTION = ("vocab-reduction", "tokens of the parent's vocabulary were removed")
+    EXACT_COPY = ("exact-copy", "weights identical to the parent's, bit for bit")
+    HEAVY_CONTINUED_TRAINING = ("heavy-continued-training", "weights moved far from the parent, but still traceably")
+    PARTIAL_REUSE = ("partial-reuse", "fewer than half of the candidate's layers carry the parent's weights")
+
+
+class FlagKind(Named):
+    """Findings reported beside the verdict; none of them is a derivation."""
+
+    ARCHITECTURE_BORROWED = ("architecture-borrowed", "Same architecture as a known family. This says nothing about "
+                             "the weights: Yi-34B used the Llama architecture and was trained from scratch.")
+    TOKENIZER_BORROWED = ("tokenizer-borrowed", "Same tokenizer as a known family. Reusing a tokenizer is common and "
+                          "is not evidence that weights were reused.")
+    DISTILLATION_LEAK = ("distillation-leak", "The model names another vendor's model as itself: it was probably "
+                         "trained on that model's outputs. This says nothing about its weights.")
+    WRAPPER_SUSPECTED = ("wrapper-suspected", "Answers, token counts or quirks match another vendor's model: the "
+                         "endpoint may be a wrapper around it.")
+
+
+class StatisticName(Named):
+    """The weight statistics a comparison reports, each with its null."""
+
+    LAYER_GRAM_SIMILARITY = ("layer-gram-similarity", "mean over candidate layers of the best correlation between "
+                             "cosine-Gram matrices of a reference layer's weights (invariant to neuron and head "
+                             "order); near 0 for unrelated weights")
+    HIDDEN_ALIGNMENT_IDENTITY = ("hidden-alignment-identity", "hidden units that align with the same index; an "
+                                 "unrelated model's units line up by chance about once; a permuted derivative "
+                                 "scores low here too, so only a high value is evidence")
+    NORM_WEIGHTS_CENTRED = ("norm-weights-centred", "correlation of mean-centred norm weights over matched layers "
+                            "(raw cosines of norm weights are ~0.9 even between unrelated models, so they are "
+                            "centred and compared with a shuffle null)")
+
+
+class CommandName(Named):
+    """The command that wrote a record."""
+
+    COMPARE = ("compare", "one candidate against one reference checkpoint")
+    AUDIT = ("audit", "a candidate against references and the registry, optionally with probes (batch rows too)")
+    PROBE = ("probe", "black-box probes only: no weights compared")
+    DEMO = ("demo", "the built-in example audits")
+
+
+#: Operations that change structure or packaging: any of them makes a weight match "derived", not "fine-tuned".
+STRUCTURAL: frozenset[Operation] = frozenset(Operation) - {Operation.PARTIAL_REUSE}
+
+ALL_NAMES: tuple[type[Named], ...] = (Label, Operation, FlagKind, StatisticName, CommandName)
