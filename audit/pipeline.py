@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from audit import __version__
 from audit.errors import InputError
 from audit.record.models import (
+    AnyFlag,
     Command,
     ModelInfo,
     ProbeFailure,
@@ -31,6 +32,7 @@ from audit.record.names import CommandName, FlagKind, Label
 if TYPE_CHECKING:
     from audit.checkpoint.progress import Progress
     from audit.fingerprinting.registry import Registry
+    from audit.fingerprinting.view import ModelView
     from audit.probing.runner import ProbeSettings
     from audit.probing.session import ProbeOutcome
     from audit.probing.suite import Suite
@@ -146,7 +148,7 @@ def _weights(request: Request, suites: list[Suite], progress: Progress | None, w
     if not comparisons and registry is None:
         raise InputError("no reference could be compared")
     verdict = overall(verdicts, comparisons) if comparisons else no_weight_evidence(len(skipped))
-    flags: list = list(verdict_flags(verdict, comparisons))
+    flags: list[AnyFlag] = list(verdict_flags(verdict, comparisons))
     reg: RegistrySection | None = None
     if registry is not None:
         reg = registry_section(cand, registry, comparisons, skipped)
@@ -265,14 +267,11 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _work(view: object) -> int:
-    from audit.fingerprinting.view import ModelView
-
-    assert isinstance(view, ModelView)
+def _work(view: ModelView) -> int:
     return sum(len(view.layer_weights(layer)) for layer in view.roles.layers())
 
 
-def _dedupe_names(views: list) -> None:
+def _dedupe_names(views: list[ModelView]) -> None:
     seen: dict[str, int] = {}
     for v in views:
         if v.ckpt.name in seen:

@@ -7,7 +7,6 @@ under 2 GiB whatever the model size.
     python benchmarks/bench_fingerprint.py --size 3b       # Llama-3.2-3B-like, ~6.4 GB, 3 shards
     python benchmarks/bench_fingerprint.py --repeat 3      # best of 3 of every measurement
     python benchmarks/bench_fingerprint.py --profile       # plus an in-process breakdown of the time/memory
-    python benchmarks/bench_fingerprint.py --prototype     # plus a single-pass streaming sketch of the fix
 
 The checkpoint is generated once (tensor by tensor, so generation stays low-memory) and cached under
 `<repo>/.cache/bench/`. Cold-cache numbers need root (`/proc/sys/vm/drop_caches`, which empties the
@@ -314,17 +313,16 @@ def profile_in_process(folder: Path) -> None:
 
     tracemalloc.start()  # numpy reports its allocations to tracemalloc
     biggest = sorted(view.ckpt.tensors, key=lambda n: -int(np.prod(view.ckpt.tensors[n].shape)))
-    if hasattr(weights, "tensor_statistics"):
-        print("per-tensor cost of weights.tensor_statistics on the largest tensors ('peak': numpy memory it held):")
-        for name in biggest[:3]:
-            tracemalloc.reset_peak()
-            base = tracemalloc.get_traced_memory()[0]
-            (u0, s0), t = _cpu(), time.perf_counter()
-            weights.tensor_statistics(view, name)
-            (u1, s1), t = _cpu(), time.perf_counter() - t
-            peak = (tracemalloc.get_traced_memory()[1] - base) / GIB
-            print(f"  {name:40s} {str(view.ckpt.tensors[name].shape):16s} {t:6.2f} s (user {u1 - u0:.2f}, "
-                  f"sys {s1 - s0:.2f})  peak {peak:5.2f} GiB")
+    print("per-tensor cost of weights.tensor_statistics on the largest tensors ('peak': numpy memory it held):")
+    for name in biggest[:3]:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        (u0, s0), t = _cpu(), time.perf_counter()
+        weights.tensor_statistics(view, name)
+        (u1, s1), t = _cpu(), time.perf_counter() - t
+        peak = (tracemalloc.get_traced_memory()[1] - base) / GIB
+        print(f"  {name:40s} {str(view.ckpt.tensors[name].shape):16s} {t:6.2f} s (user {u1 - u0:.2f}, "
+              f"sys {s1 - s0:.2f})  peak {peak:5.2f} GiB")
 
     name = biggest[0]
     shape = view.ckpt.tensors[name].shape
@@ -356,178 +354,6 @@ def profile_in_process(folder: Path) -> None:
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024:.2f} GiB)")
 
 
-# ----------------------------------------------------------------------- prototype of the proposed fix
-# NOT provaudit's code: a sketch of a single-pass fingerprint to show the targets are reachable. Each shard
-# is read once, sequentially, into three reused 16 MiB buffers by a thread that also hashes them (hashlib
-# and readinto release the GIL) and asks the kernel to read ahead; the main thread folds each buffer into
-# per-tensor streaming statistics over 64 Ki-element blocks (256 KiB of float32, cache-resident):
-# Chan-combined float64 mean/M2 of block sums that are centred per block (float32 pairwise sums), min/max
-# for abs_max, and the same strided sample as weights.py for the quantiles. Memory is O(buffers), not
-# O(largest tensor). Only BF16/F16/F32 tensors (all the synthetic checkpoint has).
-
-BLOCK = 1 << 16
-
-
-class _Acc:
-    def __init__(self, info: dict) -> None:
-        self.kind = info["dtype"]
-        self.raw = np.dtype({"BF16": np.uint16, "F16": np.float16, "F32": np.float32}[self.kind])
-        self.n = int(np.prod(info["shape"], dtype=np.int64))
-        self.step = max(1, self.n // (1 << 16))
-        self.seen = 0
-        self.count, self.mean, self.m2 = 0, 0.0, 0.0
-        self.hi, self.lo = -np.inf, np.inf
-        self.sample: list[np.ndarray] = []
-        self.carry = b""
-
-    def feed(self, mv: memoryview, u32: np.ndarray, tmp: np.ndarray) -> None:
-        isz = self.raw.itemsize
-        if self.carry:  # an element split across two read buffers
-            need = isz - len(self.carry)
-            self.carry += bytes(mv[:need])
-            mv = mv[need:]
-            if len(self.carry) < isz:
-                return
-            self._block(np.frombuffer(self.carry, self.raw), u32, tmp)
-            self.carry = b""
-        whole = len(mv) // isz * isz
-        raw = np.frombuffer(mv[:whole], self.raw)
-        for i in range(0, len(raw), BLOCK):
-            self._block(raw[i:i + BLOCK], u32, tmp)
-        self.carry = bytes(mv[whole:])
-
-    def _block(self, raw: np.ndarray, u32: np.ndarray, tmp: np.ndarray) -> None:
-        k = len(raw)
-        if self.kind == "BF16":
-            f = np.left_shift(raw, 16, out=u32[:k], dtype=np.uint32).view(np.float32)
-        else:
-            f = raw.astype(np.float32, copy=False)
-        first = (-self.seen) % self.step
-        self.sample.append(f[first::self.step].astype(np.float64))
-        self.seen += k
-        c = np.float32(f.sum(dtype=np.float32) / k)
-        t = np.subtract(f, c, out=tmp[:k])
-        s1 = float(t.sum())
-        s2 = float(np.square(t, out=t).sum())
-        bmean = float(c) + s1 / k
-        bm2 = max(s2 - s1 * s1 / k, 0.0)
-        n = self.count + k  # Chan et al. parallel combination
-        d = bmean - self.mean
-        self.mean += d * k / n
-        self.m2 += bm2 + d * d * self.count * k / n
-        self.count = n
-        self.hi = np.maximum(self.hi, f.max())
-        self.lo = np.minimum(self.lo, f.min())
-
-    def result(self, shape: list[int]) -> dict:
-        sample = np.sort(np.concatenate(self.sample)) if self.sample else np.zeros(0)
-        return {
-            "shape": shape, "dtype": self.kind, "mean": self.mean,
-            "std": float(np.sqrt(self.m2 / self.count)) if self.count else 0.0,
-            "abs_max": float(np.maximum(self.hi, -self.lo)) if self.count else 0.0,
-            "quantiles": [float(q) for q in np.quantile(sample, PROTO_QUANTILES)] if sample.size else [],
-        }
-
-
-PROTO_QUANTILES = (0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999)
-
-
-def _buffers(path: Path, digest: list[str], nbuf: int = 3):
-    """Yield (file offset, buffer, length) for the whole file; hash it on the reading thread."""
-    import hashlib
-    import queue
-    import threading
-
-    free: queue.Queue = queue.Queue()
-    full: queue.Queue = queue.Queue()
-    for _ in range(nbuf):
-        free.put(bytearray(CHUNK))
-
-    def run() -> None:
-        h = hashlib.sha256()
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            pos = 0
-            while True:
-                buf = free.get()
-                os.posix_fadvise(fd, pos + CHUNK, 3 * CHUNK, os.POSIX_FADV_WILLNEED)  # read ahead
-                n = os.readv(fd, [buf])
-                if not n:
-                    break
-                full.put((pos, buf, n))
-                h.update(memoryview(buf)[:n])
-                pos += n
-        finally:
-            os.close(fd)
-            digest.append(h.hexdigest())
-            full.put(None)
-
-    th = threading.Thread(target=run, daemon=True)
-    th.start()
-    while (item := full.get()) is not None:
-        yield item
-        free.put(item[1])
-    th.join()
-
-
-def prototype_fingerprint(folder: Path) -> dict:
-    from audit.checkpoint.safetensors_file import read_header
-
-    u32 = np.empty(BLOCK, np.uint32)
-    tmp = np.empty(BLOCK, np.float32)
-    weights: dict[str, dict] = {}
-    files = []
-    for path in weight_files(folder):
-        header = read_header(path)
-        with path.open("rb") as fh:
-            base = 8 + struct.unpack("<Q", fh.read(8))[0]
-        order = sorted(header, key=lambda t: header[t]["data_offsets"][0])
-        spans = [(base + header[t]["data_offsets"][0], base + header[t]["data_offsets"][1], t) for t in order]
-        accs: dict[str, _Acc] = {}
-        ti = 0
-        digest: list[str] = []
-        for pos, buf, n in _buffers(path, digest):
-            mv = memoryview(buf)[:n]
-            while ti < len(spans) and spans[ti][0] < pos + n:
-                start, end, name = spans[ti]
-                acc = accs.setdefault(name, _Acc(header[name]))
-                lo, hi = max(start, pos), min(end, pos + n)
-                if hi > lo:
-                    acc.feed(mv[lo - pos:hi - pos], u32, tmp)
-                if end > pos + n:
-                    break
-                weights[name] = acc.result(header[name]["shape"])
-                del accs[name]
-                ti += 1
-            del mv
-        for start, end, name in spans[ti:]:  # zero-length tensors at the very end
-            if start == end:
-                weights[name] = _Acc(header[name]).result(header[name]["shape"])
-        files.append({"path": str(path), "bytes": path.stat().st_size, "sha256": digest[0] if digest else ""})
-    return {"weights": weights, "files": files}
-
-
-def run_prototype(folder: Path, out: Path) -> tuple[float, float, float, float]:
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-    return run_child([sys.executable, __file__, "--_proto-child", str(folder), str(out)], env=env)
-
-
-def check_prototype(real: dict, proto: dict) -> str:
-    """How far the prototype's statistics are from provaudit's."""
-    w_real, w_proto = real["weights"], proto["weights"]
-    if set(w_real) != set(w_proto):
-        return f"tensor sets differ: {len(w_real)} vs {len(w_proto)}"
-    mean_err = max(abs(w_real[t]["mean"] - w_proto[t]["mean"]) / max(w_real[t]["std"], 1e-30) for t in w_real)
-    std_err = max(abs(w_real[t]["std"] - w_proto[t]["std"]) / max(w_real[t]["std"], 1e-30) for t in w_real)
-    same_max = all(w_real[t]["abs_max"] == w_proto[t]["abs_max"] for t in w_real)
-    same_q = all(w_real[t]["quantiles"] == w_proto[t]["quantiles"] for t in w_real)
-    hashes = {f["path"]: f["sha256"] for f in real["model"]["files"]}
-    same_hash = all(hashes.get(f["path"]) == f["sha256"] for f in proto["files"])
-    return (f"max |mean diff|/std {mean_err:.1e}, max std rel diff {std_err:.1e}, abs_max identical: {same_max}, "
-            f"quantiles identical: {same_q}, sha256 identical: {same_hash}")
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", choices=sorted(SPECS), default="1b")
@@ -535,14 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-cache runs")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each measurement (the fastest is reported)")
     ap.add_argument("--profile", action="store_true", help="also break down time and memory in-process")
-    ap.add_argument("--prototype", action="store_true",
-                    help="also time a single-pass streaming prototype of the proposed fix (not provaudit's code)")
-    ap.add_argument("--_proto-child", nargs=2, metavar=("DIR", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args._proto_child:
-        folder, out = map(Path, args._proto_child)
-        Path(out).write_text(json.dumps(prototype_fingerprint(folder)))
-        return
 
     spec = SPECS[args.size]
     folder = args.cache_dir / spec.name
@@ -552,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"checkpoint: {folder}  {len(files)} shards, {len(spec.tensors())} tensors, {gb:.2f} GB; "
           f"{os.cpu_count()} CPUs", flush=True)
 
-    runners = [("provaudit", run_fingerprint)] + ([("prototype", run_prototype)] if args.prototype else [])
+    runners = [("provaudit", run_fingerprint)]
     rows: list[tuple[str, str, float, tuple[float, float, float, float]]] = []  # what, cache, raw s, run
     load0 = os.getloadavg()[0]
     outputs: dict[str, dict] = {}
@@ -601,8 +420,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{what}: target <= {RATIO_TARGET:.0f}x a plain read: {verdict}warm ratio {warm[0]:.2f}x "
               f"({'met' if warm[0] <= RATIO_TARGET else 'MISSED'}); peak RSS < {RSS_TARGET_GIB:.0f} GiB: "
               f"{'met' if rss < RSS_TARGET_GIB else 'MISSED'} ({rss:.2f} GiB)")
-    if "prototype" in outputs:
-        print("prototype vs provaudit statistics: " + check_prototype(outputs["provaudit"], outputs["prototype"]))
     if args.profile:
         profile_in_process(folder)
 

@@ -12,6 +12,7 @@ python -m pip install -q --upgrade pip >/dev/null
 python -m pip install -q "torch==2.13.0" 2>/dev/null || echo "note: torch 2.13.0 not available here; pip will pick a torch>=2.2,<3"
 python -m pip install -q -e ".[ml,test,ray]"
 ruff check audit tests benchmarks scripts
+mypy
 set +e
 python -m pytest -q "$@"
 rc=$?

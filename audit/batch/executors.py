@@ -7,6 +7,7 @@ recorded as failed.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -100,7 +101,7 @@ def run_ray(tasks: list[Task], workers: int | None, address: str | None) -> Iter
     inflight: dict[Any, Task] = {}
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     try:
         window = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         remote = ray.remote(num_cpus=1, max_retries=MAX_ATTEMPTS - 1)(run_task)

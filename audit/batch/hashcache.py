@@ -54,7 +54,6 @@ class FileHasher:
     def __init__(self, memo_dir: Path | None) -> None:
         self.memo_dir = Path(memo_dir) if memo_dir is not None else None
         self._memory: dict[tuple[str, int, int], str] = {}
-        self.computed = 0  # files actually read and hashed by this instance
 
     def _entry(self, abspath: str) -> Path | None:
         if self.memo_dir is None:
@@ -91,7 +90,6 @@ class FileHasher:
             abspath = os.path.abspath(path)
             before = os.stat(abspath)
             digest = hashing.sha256_file(Path(abspath))
-            self.computed += 1
             after = os.stat(abspath)
             if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns):  # unchanged meanwhile
                 key = (abspath, after.st_size, after.st_mtime_ns)

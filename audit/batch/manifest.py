@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from audit.errors import InputError
+
+if TYPE_CHECKING:
+    import yaml
 
 COLUMNS = ("model", "references", "probes", "declared", "name")
 LIST_COLUMNS = ("references", "probes", "declared")
@@ -176,7 +179,7 @@ def _read_yaml(text: str, problems: _Problems) -> list[tuple[int, dict[str, list
     return out
 
 
-def _scalars(node: Any) -> list[str] | None:
+def _scalars(node: yaml.Node) -> list[str] | None:
     import yaml
 
     if isinstance(node, yaml.ScalarNode):
@@ -203,7 +206,8 @@ def _check_row(line: int, cells: dict[str, list[str]], base: Path, problems: _Pr
             refs.append((resolved, ref_name))
     if path is None or len(refs) != len(cells.get("references") or []):
         return None
-    name = (cells.get("name") or [None])[0]
+    names = cells.get("name")
+    name = names[0] if names else None
     return Row(line, model, path, name, tuple(refs), tuple(cells.get("probes") or ()),
                tuple(cells.get("declared") or ()))
 

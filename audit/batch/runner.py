@@ -219,7 +219,7 @@ def _relocate(record: dict[str, Any], task: Task) -> dict[str, Any]:
     """A cached record of the same files found elsewhere: point its paths at this row's files."""
     from audit.batch.hashcache import model_files
 
-    def move(block: Any, new: str) -> None:
+    def move(block: object, new: str) -> None:
         if not isinstance(block, dict) or block.get("path") == new or not isinstance(block.get("files"), list):
             return
         root = Path(new)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from audit.batch.hashcache import FileHasher
     from audit.pipeline import Request
 
 
@@ -62,11 +64,11 @@ class Task:
         return [*out, "--seed", str(self.seed)]
 
 
-def key_material(task: Task, file_digest: Any) -> dict[str, Any]:
+def key_material(task: Task, file_digest: Callable[[Path], str | None]) -> dict[str, Any]:
     """What the cache key covers; `file_digest(path)` gives a file's SHA-256 (or None if unknown)."""
     from audit.batch.hashcache import model_files
 
-    def files(path: str) -> list[list[Any]]:
+    def files(path: str) -> list[list[str | None]]:
         root = Path(path)
         return [[f.name if root.is_file() else f.relative_to(root).as_posix(), file_digest(f)]
                 for f in model_files(root)]
@@ -83,7 +85,7 @@ def key_material(task: Task, file_digest: Any) -> dict[str, Any]:
     }
 
 
-def known_key(task: Task, hasher: Any) -> str | None:
+def known_key(task: Task, hasher: FileHasher) -> str | None:
     """The cache key if every file's hash is already memoised (nothing is read), else None."""
     from audit.batch.cache import make_key
 
@@ -102,7 +104,7 @@ def known_key(task: Task, hasher: Any) -> str | None:
     return None if unknown else make_key(material)
 
 
-def compute_key(task: Task, hasher: Any) -> str:
+def compute_key(task: Task, hasher: FileHasher) -> str:
     """The cache key, hashing whatever files are not memoised yet."""
     from audit.batch.cache import make_key
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from audit.checkpoint.model import TensorInfo, TokenizerData
 from audit.errors import InputError
+
+if TYPE_CHECKING:
+    from gguf.gguf_reader import ReaderField
 
 # GGUF metadata key suffix -> HF config key
 _CONFIG_KEYS = {
@@ -107,7 +110,7 @@ class GGUFFile:
         return TokenizerData(kind=kind, tokens=tokens, merges=merges, special=special, source="gguf", model=model, pre=pre)
 
 
-def _field_value(field: Any) -> Any:
+def _field_value(field: ReaderField) -> Any:
     try:
         value = field.contents()
     except Exception:  # unreadable metadata is simply left out

@@ -6,6 +6,7 @@ import hashlib
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 CHUNK = 16 * 1024 * 1024
 
@@ -46,7 +47,7 @@ class BackgroundHasher:
 
     def __init__(self, files: list[Path]) -> None:
         self.files = list(files)
-        self._result: list[dict] | None = None
+        self._result: list[dict[str, Any]] | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -57,7 +58,7 @@ class BackgroundHasher:
         except BaseException as exc:  # surfaced in result()
             self._error = exc
 
-    def result(self) -> list[dict]:
+    def result(self) -> list[dict[str, Any]]:
         self._thread.join()
         if self._error is not None:
             raise self._error

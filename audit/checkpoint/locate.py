@@ -6,10 +6,13 @@ import json
 import os
 from functools import partial
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from audit.checkpoint import safetensors_file
 from audit.checkpoint.gguf_file import GGUFFile
-from audit.checkpoint.model import Checkpoint, TensorInfo
+from audit.checkpoint.model import Checkpoint, TensorInfo, TokenizerData
 from audit.checkpoint.tokenizer_files import load_tokenizer
 from audit.errors import InputError
 
@@ -72,7 +75,7 @@ def _hub_cache_snapshot(repo_id: str) -> Path | None:
     return None
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -82,7 +85,7 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _sibling_config(path: Path) -> dict:
+def _sibling_config(path: Path) -> dict[str, Any]:
     cfg = path.parent / "config.json"
     return _read_json(cfg) if cfg.is_file() else {}
 
@@ -114,16 +117,17 @@ def _open_folder(folder: Path, allow_pickle: bool) -> Checkpoint:
     raise InputError(f"{folder}: no weights found (no .safetensors, single .gguf, or pickle files)")
 
 
-def _open_safetensors(files: list[Path], path: Path, config: dict, tokenizer, fmt: str) -> Checkpoint:
+def _open_safetensors(files: list[Path], path: Path, config: dict[str, Any], tokenizer: TokenizerData | None,
+                      fmt: str) -> Checkpoint:
     tensors: dict[str, TensorInfo] = {}
-    headers: dict[str, tuple[Path, dict]] = {}
+    headers: dict[str, tuple[Path, dict[str, Any]]] = {}
     for f in files:
         for tname, info in safetensors_file.read_header(f).items():
             tensors[tname] = TensorInfo(tname, tuple(info["shape"]), info["dtype"], f)
             headers[tname] = (f, info)
     cache: dict[Path, int] = {}
 
-    def reader(info: TensorInfo, rows=None):
+    def reader(info: TensorInfo, rows: np.ndarray | slice | None = None) -> np.ndarray:
         f, h = headers[info.name]
         return safetensors_file.read_tensor(f, cache, h, rows)
 
@@ -135,7 +139,8 @@ def _open_gguf(path: Path) -> Checkpoint:
     return Checkpoint(path, "gguf", [path], g.config(), g.tensor_infos(), g.tokenizer(), g.read, _row_reader=g.read)
 
 
-def _open_pickle(files: list[Path], path: Path, config: dict, tokenizer, allow_pickle: bool) -> Checkpoint:
+def _open_pickle(files: list[Path], path: Path, config: dict[str, Any], tokenizer: TokenizerData | None,
+                 allow_pickle: bool) -> Checkpoint:
     if not allow_pickle:
         raise InputError(
             f"{files[0]}: pickled weights are not loaded without --allow-pickle "
@@ -143,7 +148,7 @@ def _open_pickle(files: list[Path], path: Path, config: dict, tokenizer, allow_p
         )
     import torch
 
-    state: dict = {}
+    state: dict[str, tuple[torch.Tensor, Path]] = {}
     for f in files:
         try:
             loaded = torch.load(f, map_location="cpu", weights_only=True, mmap=True)
@@ -158,7 +163,7 @@ def _open_pickle(files: list[Path], path: Path, config: dict, tokenizer, allow_p
                 state[k] = (v, f)
     tensors = {k: TensorInfo(k, tuple(v.shape), str(v.dtype).removeprefix("torch."), f) for k, (v, f) in state.items()}
 
-    def reader(info: TensorInfo):
+    def reader(info: TensorInfo) -> np.ndarray:
         return state[info.name][0].detach().to(torch.float32).numpy()
 
     return Checkpoint(path, "pickle", list(files), dict(config), tensors, tokenizer, partial(reader))

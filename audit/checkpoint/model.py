@@ -45,7 +45,7 @@ class Checkpoint:
     tokenizer: TokenizerData | None
     _reader: Callable[[TensorInfo], np.ndarray]
     name: str = ""
-    _row_reader: Callable[[TensorInfo, np.ndarray], np.ndarray] | None = None
+    _row_reader: Callable[[TensorInfo, np.ndarray | slice], np.ndarray] | None = None
 
     def read(self, name: str) -> np.ndarray:
         """Return tensor `name` as a float32 array in (out, in) orientation."""
@@ -61,6 +61,3 @@ class Checkpoint:
     @property
     def storage_dtypes(self) -> list[str]:
         return sorted({t.dtype for t in self.tensors.values()})
-
-    def total_bytes(self) -> int:
-        return sum(f.stat().st_size for f in self.files)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,7 @@ _DTYPES = {
 MAX_HEADER = 100 * 1024 * 1024
 
 
-def read_header(path: Path) -> dict[str, dict]:
+def read_header(path: Path) -> dict[str, dict[str, Any]]:
     """Return {name: {dtype, shape, data_offsets}} after checking it fits the file."""
     size = path.stat().st_size
     with path.open("rb") as fh:
@@ -59,7 +60,7 @@ def read_header(path: Path) -> dict[str, dict]:
     return header
 
 
-def read_tensor(path: Path, header_len_cache: dict[Path, int], info: dict, rows: np.ndarray | slice | None = None) -> np.ndarray:
+def read_tensor(path: Path, header_len_cache: dict[Path, int], info: dict[str, Any], rows: np.ndarray | slice | None = None) -> np.ndarray:
     """Memory-map one tensor and return it (or the given rows of it) as float32."""
     if path not in header_len_cache:
         with path.open("rb") as fh:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from audit.checkpoint.model import TokenizerData
 from audit.errors import InputError
@@ -28,7 +29,7 @@ def load_tokenizer(folder: Path) -> TokenizerData | None:
     return None
 
 
-def _load_json(path: Path) -> dict:
+def _load_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

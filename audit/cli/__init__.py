@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "refs": ("audit.cli.refs_cmd", "refs", "List, show, add and verify reference fingerprints of known families."),
     "report": ("audit.cli.report_cmd", "report", "Re-render a saved record as HTML, JSON or a terminal summary."),
     "batch": ("audit.cli.batch_cmd", "batch", "Audit every model of a manifest (cached, resumable) and index them."),
+    "schema": ("audit.cli.schema_cmd", "schema", "Print the JSON Schema of the record every command writes."),
 }
 
 

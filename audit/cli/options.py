@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-def output_options(f: Callable) -> Callable:
+
+def output_options(f: F) -> F:
     f = click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML report.")(f)
     f = click.option("--json", "json_path", type=str, help="Write the JSON record to FILE ('-' for stdout).")(f)
     return f
 
 
-def model_options(f: Callable) -> Callable:
+def model_options(f: F) -> F:
     f = click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and null permutations.")(f)
     f = click.option("--allow-pickle", is_flag=True, help="Load pickled .bin/.pt weights (torch.load, weights_only=True).")(f)
     f = click.option("--quiet", "-q", is_flag=True, help="No progress bar, no terminal summary.")(f)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -11,8 +12,13 @@ from audit.cli.emit import emit
 from audit.cli.options import output_options
 from audit.cli.progress import progress
 
+if TYPE_CHECKING:
+    from audit.probing.suite import Suite
 
-def probe_options(f: Callable) -> Callable:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def probe_options(f: F) -> F:
     """Sampling options shared by `probe` and `audit --probe`."""
     f = click.option("--declared", multiple=True, metavar="NAME",
                      help="The model's own name or vendor (repeatable); claims of it never count.")(f)
@@ -86,7 +92,7 @@ def probe(model: str | None, endpoint: str | None, served_model: str | None, api
     emit(record, json_path, html_path, quiet)
 
 
-def _print_suites(suites: list) -> None:
+def _print_suites(suites: list[Suite]) -> None:
     width = max((len(s.name) for s in suites), default=5)
     for s in suites:
         click.echo(f"{s.name:<{width}}  {len(s.probes):>3} probes  {','.join(s.languages):<6} "

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
 
 
 class Progress:
     def __init__(self, enabled: bool) -> None:
-        self._bar = None
-        self._task = None
+        self._bar: RichProgress | None = None
+        self._task: TaskID | None = None
         if enabled:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
@@ -30,7 +36,7 @@ class Progress:
 
 
 @contextmanager
-def progress(quiet: bool):
+def progress(quiet: bool) -> Iterator[Progress]:
     p = Progress(enabled=not quiet and sys.stderr.isatty())
     if p._bar is not None:
         with p._bar:

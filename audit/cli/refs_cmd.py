@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from audit.fingerprinting.registry import Registry
 
 _registry_opt = click.option("--registry", "registries", multiple=True, type=click.Path(file_okay=False),
                              help="An extra registry folder to read (repeatable).")
 
 
-def _load(registries: tuple[str, ...]):
+def _load(registries: tuple[str, ...]) -> Registry:
     from audit.fingerprinting.registry import load_registry
 
     return load_registry(extra=[Path(r) for r in registries])
@@ -63,7 +67,7 @@ def show(name: str, registries: tuple[str, ...]) -> None:
     if not found:
         raise InputError(f"no registry entry or family named {name!r} (see `provaudit refs list`)")
     for e in found:
-        out = {"name": e.name, "family": e.family, "kind": e.kind, "origin": e.origin, "path": str(e.path), "source": e.source}
+        out: dict[str, Any] = {"name": e.name, "family": e.family, "kind": e.kind, "origin": e.origin, "path": str(e.path), "source": e.source}
         if e.kind == "architecture":
             out["models"] = e.data.get("models")
         elif e.kind == "tokenizer":

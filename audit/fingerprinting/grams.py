@@ -8,6 +8,7 @@ rescaling (e.g. norm weights folded into the next matrix).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,8 @@ class LayerGrams:
         return sorted({layer for layer, _ in self.keys})
 
 
-def compute_grams(view: ModelView, dims: np.ndarray, signs: np.ndarray | None, tick=None) -> LayerGrams:
+def compute_grams(view: ModelView, dims: np.ndarray, signs: np.ndarray | None,
+                  tick: Callable[[], None] | None = None) -> LayerGrams:
     """Read each block's weights once and keep only the (m, m) cosine Gram of the selected hidden units."""
     keys: list[tuple[int, str]] = []
     grams: list[np.ndarray] = []

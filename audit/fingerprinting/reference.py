@@ -8,6 +8,7 @@ for a fixed subset of hidden units the cosine Gram matrices of each layer's weig
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ class Reference:
         pos = {int(u): i for i, u in enumerate(matched_ref_dims)}
         return np.asarray([pos[int(u)] for u in self._units if int(u) in pos], dtype=np.int64)
 
-    def grams(self, units: np.ndarray, tick=None) -> LayerGrams:
+    def grams(self, units: np.ndarray, tick: Callable[[], None] | None = None) -> LayerGrams:
         if self.view is not None:
             return compute_grams(self.view, units, None, tick)
         assert self._grams is not None and self._units is not None
@@ -95,7 +96,8 @@ def live_reference(view: ModelView) -> Reference:
 # ---------------------------------------------------------------- stored weight fingerprints
 
 
-def build_weight_fingerprint(view: ModelView, path: Path, meta: dict[str, Any], seed: int = 0, tick=None) -> Path:
+def build_weight_fingerprint(view: ModelView, path: Path, meta: dict[str, Any], seed: int = 0,
+                             tick: Callable[[], None] | None = None) -> Path:
     """Write the compact, shareable weight fingerprint of `view` to `path` (safetensors)."""
     from safetensors.numpy import save_file
 
@@ -117,7 +119,7 @@ def build_weight_fingerprint(view: ModelView, path: Path, meta: dict[str, Any], 
     anchor_tokens = [tok.tokens[i] for i in anchor_ids] if tok is not None else [str(i) for i in anchor_ids]
     m = len(units)
     iu = np.triu_indices(m, k=1)
-    tensors = {"units": units.astype(np.int32), "anchor_rows": view.embedding_rows(anchor_ids).astype(np.float16)}
+    tensors: dict[str, np.ndarray] = {"units": units.astype(np.int32), "anchor_rows": view.embedding_rows(anchor_ids).astype(np.float16)}
     for (layer, key), g in zip(grams.keys, grams.grams, strict=True):
         tensors[f"gram.{layer}.{key}"] = g[iu].astype(np.float16)
     for layer, nm in grams.norms.items():

@@ -79,7 +79,7 @@ def _architecture_entry(path: Path, origin: str) -> Entry:
     from audit.fingerprinting.arch_schema import validate_architectures
 
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    problems = validate_architectures(data) if isinstance(data, dict) else ["not a mapping"]
+    problems = validate_architectures(data)
     if problems:
         raise ValueError("; ".join(problems[:3]))
     models = data["models"]

@@ -19,7 +19,6 @@ from audit.checkpoint.model import TensorInfo
 # Which side of a weight matrix lives in the residual ("hidden") space. For (out, in) matrices:
 INPUT_HIDDEN = {"q", "k", "v", "qkv", "gate", "up", "gate_up", "router"}
 OUTPUT_HIDDEN = {"o", "down"}
-VOCAB_ROLES = {"embed", "lm_head"}
 NORM_ROLES = {"attn_norm", "mlp_norm", "post_attn_norm", "post_mlp_norm", "final_norm", "embed_norm"}
 
 # name hints for the structural fallback: role -> regex on the tensor name

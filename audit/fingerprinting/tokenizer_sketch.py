@@ -336,8 +336,8 @@ def _jaccard_full_vs_sketch(cand: np.ndarray, ref: _Sketch) -> tuple[float, int]
     """Jaccard estimate from the bottom-k of (candidate set ∪ reference sketch), and the sample size (0: exact)."""
     if ref.full:
         inter = int(_member(cand, ref.values).sum())
-        union = len(cand) + len(ref.values) - inter
-        return (inter / union if union else 0.0), 0
+        size = len(cand) + len(ref.values) - inter
+        return (inter / size if size else 0.0), 0
     low = cand[: np.searchsorted(cand, ref.values[-1], side="right")]
     union = np.union1d(low, ref.values)[: len(ref.values)]
     both = ref.values[_member(low, ref.values)]
@@ -395,7 +395,7 @@ def _compare(cand: _Candidate, fp: Mapping[str, Any], ref: _Sketch) -> dict[str,
     ref_in_cand = float(_member(cand.hashes, ref.values).mean()) if len(ref.values) else 0.0
     below = cand.hashes if ref.full else cand.hashes[: np.searchsorted(cand.hashes, ref.values[-1], side="right")]
     cand_in_ref = float(_member(ref.values, below).mean()) if len(below) else 0.0
-    distinct = {}
+    distinct: dict[str, float | None] = {}
     for other, d in (fp.get("distinct") or {}).items():
         if d.get("n"):
             distinct[other] = float(_member(cand.hashes, _from_hex(d["values"])).mean())

@@ -8,6 +8,7 @@ lineage statistics for tests with nulls).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ SAMPLE = 1 << 16
 BLOCK_ELEMENTS = 1 << 20  # 4 MiB of float32 per block: bounded memory, and small enough for malloc to reuse
 
 
-def _blocks(view: ModelView, name: str):
+def _blocks(view: ModelView, name: str) -> Iterator[np.ndarray]:
     shape = view.ckpt.tensors[name].shape
     rows = shape[0] if shape else 1
     per_row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
@@ -73,7 +74,7 @@ def tensor_statistics(view: ModelView, name: str) -> dict[str, Any]:
     }
 
 
-def weight_statistics(view: ModelView, tick=None) -> dict[str, Any]:
+def weight_statistics(view: ModelView, tick: Callable[[], None] | None = None) -> dict[str, Any]:
     """Per-tensor stats keyed by tensor name, plus role and layer."""
     out: dict[str, Any] = {}
     for name in view.ckpt.tensors:

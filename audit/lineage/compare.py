@@ -13,6 +13,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import norm
 
+from audit.checkpoint.progress import Progress
 from audit.errors import NothingComparable
 from audit.fingerprinting.architecture import same_architecture
 from audit.fingerprinting.grams import LayerGrams, compute_grams, descriptors
@@ -80,7 +81,8 @@ class Comparison:
         )
 
 
-def compare_views(cand: ModelView, ref: ModelView | Reference, seed: int = 0, progress=None) -> Comparison:
+def compare_views(cand: ModelView, ref: ModelView | Reference, seed: int = 0,
+                  progress: Progress | None = None) -> Comparison:
     """Run the full white-box comparison of `cand` against `ref` (a checkpoint or a stored fingerprint)."""
     t0 = time.perf_counter()
     if isinstance(ref, ModelView):
@@ -199,7 +201,8 @@ def _fixed_point_stat(align: Alignment) -> Statistic:
     )
 
 
-def _norm_stat(gc: LayerGrams, gr: LayerGrams, layer_map, rng: np.random.Generator) -> Statistic | None:
+def _norm_stat(gc: LayerGrams, gr: LayerGrams, layer_map: list[tuple[int, int | None, float, float]],
+               rng: np.random.Generator) -> Statistic | None:
     """Centred correlation of norm weights of matched layers, against a unit-shuffle null.
 
     Raw cosines of LayerNorm/RMSNorm weights are ~0.9+ between unrelated models (all near 1): we centre.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from audit.fingerprinting.arch_match import rank_architectures
@@ -28,7 +29,7 @@ def registry_section(cand: ModelView, registry: Registry, comparisons: list[Comp
     families = [e.data for e in registry.of_kind("architecture")]
     arch = rank_architectures(cand.arch, families) if families else []
     tok_rows: list[dict[str, Any]] = []
-    fps = [e.data for e in registry.of_kind("tokenizer")]
+    fps: list[Mapping[str, Any]] = [e.data for e in registry.of_kind("tokenizer")]
     fps += [e.data["reference"].tokenizer_fp for e in registry.of_kind("weights") if e.data["reference"].tokenizer_fp]
     if cand.ckpt.tokenizer is not None and fps:
         from audit.fingerprinting.tokenizer_sketch import rank_families

@@ -115,10 +115,10 @@ class Lexicon:
                     found.append(Mention(hit[0], hit[1], hit[2], m.start(), m.end()))
         found.sort(key=lambda x: (x.start, -(x.end - x.start)))
         out: list[Mention] = []
-        for m in found:
-            if out and m.start < out[-1].end:
+        for mention in found:
+            if out and mention.start < out[-1].end:
                 continue
-            out.append(m)
+            out.append(mention)
         return out
 
     def _fuzzy(self, case_sensitive: bool, matched: str) -> tuple[str, str | None, str] | None:
@@ -309,8 +309,6 @@ def detect_cutoff(text: str) -> list[str]:
 
 
 # ---------------------------------------------------------------- registry of detectors
-
-DETECTORS = ("identity", "boilerplate", "cutoff")
 
 
 @lru_cache(maxsize=1)

@@ -36,15 +36,33 @@ def rule() -> dict[str, Any]:
 
 
 def binomial_sf(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p), summed in log space (exact for the small n used here)."""
+    """P(X >= k) for X ~ Binomial(n, p) (scipy.stats.binom); 0.0 where the tail underflows a double."""
     if k <= 0:
         return 1.0
     if k > n:
         return 0.0
-    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p)
-            + (n - i) * math.log1p(-p) for i in range(k, n + 1)]
-    top = max(logs)
-    return min(1.0, math.exp(top) * sum(math.exp(x - top) for x in logs))
+    from scipy.stats import binom
+
+    return float(binom.sf(k - 1, n, p))
+
+
+def binomial_log10_sf(k: int, n: int, p: float) -> float | None:
+    """log10 P(X >= k), finite where binomial_sf underflows to 0 (None for an impossible tail, k > n).
+
+    scipy's binom.logsf is log(sf), so it underflows with sf; past that the tail is summed from the log
+    pmf terms (logsumexp), which keeps the magnitude of p-values far below 1e-308.
+    """
+    if k <= 0:
+        return 0.0
+    if k > n:
+        return None
+    from scipy.special import logsumexp
+    from scipy.stats import binom
+
+    log_p = float(binom.logsf(k - 1, n, p))
+    if not math.isfinite(log_p):
+        log_p = float(logsumexp(binom.logpmf(range(k, n + 1), n, p)))
+    return log_p / math.log(10) if math.isfinite(log_p) else None
 
 
 def vendor_tests(responses: list[dict[str, Any]], lexicon: Any, m_vendors: int) -> list[dict[str, Any]]:
@@ -61,19 +79,17 @@ def vendor_tests(responses: list[dict[str, Any]], lexicon: Any, m_vendors: int) 
         k = len(hits)
         prompts = len({(h["suite"], h["probe"]) for h in hits})
         p = binomial_sf(k, n, P0)
+        log10_p = binomial_log10_sf(k, n, P0)  # finite where p underflows to 0
         declared = vendor in lexicon.declared
         flagged = (not declared and k >= MIN_COUNT and prompts >= MIN_PROMPTS and k / n >= MIN_SHARE
                    and p < threshold)
         rows.append({"vendor": vendor, "name": lexicon.name(vendor), "count": k, "of": n,
                      "share": round(k / n, 4), "prompts": prompts, "p_value": p,
-                     "log10_p": _log10(p), "declared": declared, "flagged": flagged,
+                     "log10_p": None if log10_p is None else round(log10_p, 2), "declared": declared,
+                     "flagged": flagged,
                      "reason": _reason(declared, k, prompts, k / n, p, threshold)})
     rows.sort(key=lambda r: (-r["count"], r["vendor"]))
     return rows
-
-
-def _log10(p: float) -> float | None:
-    return round(math.log10(p), 2) if p > 0 else None
 
 
 def _reason(declared: bool, k: int, prompts: int, share: float, p: float, threshold: float) -> str:
@@ -130,7 +146,9 @@ def distillation_flags(tests: list[dict[str, Any]], responses: list[dict[str, An
 
 def _spread(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Up to MAX_EXAMPLES answers, one per prompt first."""
-    seen, first, rest = set(), [], []
+    seen: set[tuple[str, str]] = set()
+    first: list[dict[str, Any]] = []
+    rest: list[dict[str, Any]] = []
     for h in hits:
         key = (h["suite"], h["probe"])
         (rest if key in seen else first).append(h)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audit.probing import flags as flagging
 from audit.probing.backends.base import Backend, Generation, sample_seeds
 from audit.probing.detectors import Boilerplate, Lexicon, default_boilerplate, default_lexicon, run_detectors
 from audit.probing.suite import Probe, Suite
+
+if TYPE_CHECKING:
+    from audit.checkpoint.progress import Progress
 
 
 @dataclass
@@ -45,7 +48,7 @@ class EventLog:
 
 def run_probes(backend: Backend, suites: list[Suite], settings: ProbeSettings | None = None, *,
                lexicon: Lexicon | None = None, boilerplate: Boilerplate | None = None,
-               progress: Any = None) -> dict[str, Any]:
+               progress: Progress | None = None) -> dict[str, Any]:
     """Run every suite; return {"probes": [per suite], "flags": [...], "probe_run": {...}} for the record."""
     settings = settings or ProbeSettings()
     lexicon = lexicon or default_lexicon(tuple(settings.declared))
@@ -86,7 +89,7 @@ def _prompt_text(probe: Probe) -> str:
 
 
 def _run_suite(backend: Backend, suite: Suite, settings: ProbeSettings, lexicon: Lexicon,
-               boilerplate: Boilerplate, log: EventLog, progress: Any) -> list[dict[str, Any]]:
+               boilerplate: Boilerplate, log: EventLog, progress: Progress | None) -> list[dict[str, Any]]:
     log("suite.start", suite=suite.name, probes=len(suite.probes))
     if progress is not None:
         progress.start(f"probing: {suite.name}", len(suite.probes))
@@ -175,7 +178,8 @@ def _claims(ok: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if c["model"]:
                 names.add(c["model"])
         for vendor, names in models.items():
-            for model in sorted(names) or [None]:
+            claimed: list[str | None] = [*sorted(names)] or [None]
+            for model in claimed:
                 counts[(vendor, model, r["language"])] += 1
     return [{"vendor": v, "model": m, "language": lang, "count": n, "of": of[lang]}
             for (v, m, lang), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][0], str(kv[0][1])))]

@@ -1,120 +1,163 @@
-"""A small validator for the JSON-Schema subset used by probes/schema.yaml (no jsonschema dependency).
+"""The format of the probe data files in probes/ (suites, vendor lexicon, boilerplate phrases): pydantic models.
 
-Supported: type, const, enum, required, properties, additionalProperties (bool or schema), items,
-minItems, minLength, pattern, oneOf (branches told apart by a `const` property such as `kind`), and
-$ref to #/definitions/NAME. Errors come back as 'path: message' strings, first problem first.
+Every file carries `kind` (suite, lexicon or boilerplate), which picks its model. Models are strict (no type
+coercion: `7` is not a string, `true` is not a number) and reject unknown fields. Problems come back as
+'where: what' strings, first problem first, from `validate` (and `error_lines` for any ValidationError).
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from typing import Annotated, Any, Literal
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "object": (dict,),
-    "array": (list,),
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-}
+from pydantic import (
+    BaseModel,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
+from audit.datafiles import FileModel, Text, error_lines
 
-def validate(data: Any, schema: dict[str, Any]) -> list[str]:
-    """Every violation of `schema` by `data`, as 'where: what' strings (empty when valid)."""
-    errors: list[str] = []
-    _check(data, schema, "", schema.get("definitions", {}), errors)
-    return errors
-
-
-def _where(path: str) -> str:
-    return path or "(top level)"
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]*$")]
+Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]+)?$")]
+Detector = Literal["identity", "boilerplate", "cutoff"]
+Category = Literal["direct", "indirect", "role-play", "system-override", "boilerplate", "cutoff", "refusal",
+                   "teacher-knowledge"]
+# language code -> names; Latin-script names match as whole words, others as substrings
+Aliases = dict[str, list[Text]]
 
 
-def _type_ok(value: Any, name: str) -> bool:
-    if isinstance(value, bool) and name in ("integer", "number"):
-        return False
-    return isinstance(value, _TYPES[name])
+# ---------------------------------------------------------------- suites
 
 
-def _resolve(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in schema:
-        ref = schema["$ref"]
-        if not ref.startswith("#/definitions/") or ref.split("/")[-1] not in defs:
-            raise ValueError(f"schema: unknown $ref {ref}")
-        schema = defs[ref.split("/")[-1]]
-    return schema
+class Message(FileModel):
+    role: Literal["system", "user", "assistant"]
+    content: Text
 
 
-def _check(value: Any, schema: dict[str, Any], path: str, defs: dict[str, Any], errors: list[str]) -> None:
-    schema = _resolve(schema, defs)
-    if "oneOf" in schema:
-        _one_of(value, schema["oneOf"], path, defs, errors)
-        return
-    if "const" in schema and value != schema["const"]:
-        errors.append(f"{_where(path)}: must be {schema['const']!r}, not {value!r}")
-        return
-    if "type" in schema and not _type_ok(value, schema["type"]):
-        errors.append(f"{_where(path)}: expected {schema['type']}, got {type(value).__name__} {_short(value)}")
-        return
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{_where(path)}: {value!r} is not one of {', '.join(map(str, schema['enum']))}")
-    if isinstance(value, str):
-        if len(value.strip()) < schema.get("minLength", 0):
-            errors.append(f"{_where(path)}: must not be empty")
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            errors.append(f"{_where(path)}: {value!r} does not match {schema['pattern']}")
-    if isinstance(value, list):
-        if len(value) < schema.get("minItems", 0):
-            errors.append(f"{_where(path)}: needs at least {schema['minItems']} item(s)")
-        if "items" in schema:
-            for i, item in enumerate(value):
-                _check(item, schema["items"], f"{path}[{i}]", defs, errors)
-    if isinstance(value, dict):
-        _object(value, schema, path, defs, errors)
+class ProbeSpec(FileModel):
+    """One probe as written in a suite file: a prompt (with an optional system message) or a message list."""
+
+    id: Name
+    language: Language
+    category: Category | None = None
+    prompt: Text | None = None
+    system: Text | None = None
+    messages: Annotated[list[Message], Field(min_length=1)] | None = None
+    detectors: Annotated[list[Detector], Field(min_length=1)] | None = None
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _one_conversation(self) -> ProbeSpec:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError(f"give exactly one of 'prompt' or 'messages' (probe {self.id!r})")
+        if self.messages is not None:
+            if self.system is not None:
+                raise ValueError(f"'system' goes with 'prompt'; put a system message in 'messages' "
+                                 f"(probe {self.id!r})")
+            if self.messages[-1].role != "user":
+                raise ValueError(f"the last message must be from the user (probe {self.id!r})")
+        return self
+
+    def conversation(self) -> tuple[tuple[str, str], ...]:
+        """The messages as (role, content) pairs."""
+        if self.messages is not None:
+            return tuple((m.role, m.content) for m in self.messages)
+        system = (("system", self.system),) if self.system is not None else ()
+        return (*system, ("user", str(self.prompt)))
 
 
-def _object(value: dict, schema: dict[str, Any], path: str, defs: dict[str, Any], errors: list[str]) -> None:
-    for key in schema.get("required", []):
-        if key not in value:
-            errors.append(f"{_where(path)}: missing required field {key!r}")
-    props = schema.get("properties", {})
-    extra = schema.get("additionalProperties", True)
-    for key, item in value.items():
-        sub = f"{path}.{key}" if path else str(key)
-        if key in props:
-            _check(item, props[key], sub, defs, errors)
-        elif extra is False:
-            errors.append(f"{_where(path)}: unknown field {key!r} (allowed: {', '.join(props)})")
-        elif isinstance(extra, dict):
-            _check(item, extra, sub, defs, errors)
+class SuiteFile(FileModel):
+    kind: Literal["suite"]
+    suite: Name
+    version: int = 1
+    description: Text
+    detectors: Annotated[list[Detector], Field(min_length=1)] | None = None  # default for probes naming none
+    probes: Annotated[list[ProbeSpec], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _ids_and_detectors(self) -> SuiteFile:
+        seen: set[str] = set()
+        for i, probe in enumerate(self.probes):
+            if probe.id in seen:
+                raise ValueError(f"probes[{i}] ({probe.id}): duplicate probe id")
+            seen.add(probe.id)
+            if not (probe.detectors or self.detectors):
+                raise ValueError(f"probes[{i}] ({probe.id}): no detectors "
+                                 "(set 'detectors' on the probe or the suite)")
+        return self
 
 
-def _one_of(value: Any, branches: list[dict], path: str, defs: dict[str, Any], errors: list[str]) -> None:
-    resolved = [_resolve(b, defs) for b in branches]
-    # Tell branches apart by a const-valued property (e.g. kind: suite) when the value names one.
-    if isinstance(value, dict):
-        for branch in resolved:
-            consts = {k: p["const"] for k, p in branch.get("properties", {}).items() if "const" in p}
-            if consts and all(value.get(k) == c for k, c in consts.items()):
-                _check(value, branch, path, defs, errors)
-                return
-        keys = sorted({k for b in resolved for k, p in b.get("properties", {}).items() if "const" in p})
-        if keys:
-            allowed = sorted({str(p["const"]) for b in resolved for k, p in b.get("properties", {}).items()
-                              if "const" in p})
-            errors.append(f"{_where(path)}: field {keys[0]!r} must be one of {', '.join(allowed)}"
-                          f" (got {value.get(keys[0])!r})")
-            return
-    matches = 0
-    for branch in resolved:
-        trial: list[str] = []
-        _check(value, branch, path, defs, trial)
-        matches += not trial
-    if matches != 1:
-        errors.append(f"{_where(path)}: matches {matches} of the {len(branches)} allowed shapes (need exactly one)")
+# ---------------------------------------------------------------- lexicon and boilerplate
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+class ModelNames(FileModel):
+    name: Text
+    aliases: Aliases | None = None
+    case_sensitive: list[Text] | None = None
+
+
+class Vendor(FileModel):
+    id: Name
+    name: Text
+    aliases: Aliases | None = None
+    case_sensitive: list[Text] | None = None
+    models: list[ModelNames] | None = None
+
+
+class LexiconFile(FileModel):
+    kind: Literal["lexicon"]
+    version: int = 1
+    description: str | None = None
+    vendors: Annotated[list[Vendor], Field(min_length=1)]
+
+
+class Phrase(FileModel):
+    id: Name
+    language: Language
+    patterns: Annotated[list[Text], Field(min_length=1)]  # case-insensitive regular expressions
+    typical_of: list[Name] | None = None  # vendor ids whose models are known for the phrase (a hint)
+    note: str | None = None
+
+
+class BoilerplateFile(FileModel):
+    kind: Literal["boilerplate"]
+    version: int = 1
+    description: str | None = None
+    phrases: Annotated[list[Phrase], Field(min_length=1)]
+
+
+AnyProbeFile = SuiteFile | LexiconFile | BoilerplateFile
+PROBE_FILE: TypeAdapter[AnyProbeFile] = TypeAdapter(Annotated[AnyProbeFile, Field(discriminator="kind")])
+KINDS: dict[str, type[FileModel]] = {"suite": SuiteFile, "lexicon": LexiconFile, "boilerplate": BoilerplateFile}
+
+
+def check(data: Any) -> tuple[AnyProbeFile | None, list[str]]:
+    """(the model of a probe data file, []) or (None, its problems as 'where: what' strings, first first)."""
+    try:
+        return PROBE_FILE.validate_python(data), []
+    except ValidationError as exc:
+        return None, _problems(exc, data, PROBE_FILE)
+
+
+def validate(data: Any, schema: TypeAdapter[Any] | type[BaseModel] = PROBE_FILE) -> list[str]:
+    """Every problem of `data` against `schema` (by default any probe data file), as 'where: what' strings."""
+    try:
+        if isinstance(schema, TypeAdapter):
+            schema.validate_python(data)
+        else:
+            schema.model_validate(data)
+    except ValidationError as exc:
+        return _problems(exc, data, schema)
+    return []
+
+
+def _problems(exc: ValidationError, data: Any, schema: TypeAdapter[Any] | type[BaseModel]) -> list[str]:
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if schema is PROBE_FILE and isinstance(kind, str) and kind in KINDS:
+        return error_lines(exc, KINDS[kind], tag=kind)
+    return error_lines(exc, schema)
+
+

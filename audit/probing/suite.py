@@ -8,8 +8,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from audit.errors import InputError
 from audit.paths import data_dir
+from audit.probing.schema import PROBE_FILE, AnyProbeFile, SuiteFile, check
 
 Messages = list[dict[str, str]]
 SUITE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -58,35 +61,45 @@ def probes_dir() -> Path:
     return data_dir("probes")
 
 
-@lru_cache(maxsize=1)
-def schema() -> dict[str, Any]:
-    return _read_yaml(probes_dir() / "schema.yaml")
+def schema() -> TypeAdapter[AnyProbeFile]:
+    """The format of every probe data file (audit.probing.schema: pydantic models picked by `kind`)."""
+    return PROBE_FILE
 
 
 def read_data_file(path: Path, kind: str | None = None) -> dict[str, Any]:
-    """Read one probe data file and check it against the schema; SuiteError with one line otherwise."""
-    from audit.probing.schema import validate
+    """Read one probe data file and check its format; SuiteError with one line otherwise. Returns the data."""
+    data, _ = _load(path, kind)
+    return data
 
-    data = _read_yaml(path)
+
+def _load(path: Path, kind: str | None, raw: bytes | None = None) -> tuple[dict[str, Any], AnyProbeFile]:
+    data = _read_yaml(path, raw)
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    errors = validate(data, schema())
-    if errors:
+    model, errors = check(data)
+    if model is None:
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         raise SuiteError(f"{path}: schema error at {errors[0]}{more}")
     if kind is not None and data.get("kind") != kind:
         raise SuiteError(f"{path}: is a {data.get('kind')} file, not a {kind}")
-    return data
+    return data, model
 
 
-def _read_yaml(path: Path) -> Any:
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise SuiteError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise SuiteError(f"{path}: cannot read: {exc}") from None
+
+
+def _read_yaml(path: Path, raw: bytes | None = None) -> Any:
     import yaml
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SuiteError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        text = (_read_bytes(path) if raw is None else raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise SuiteError(f"{path}: cannot read: {exc}") from None
     try:
         return yaml.safe_load(text)
@@ -97,43 +110,22 @@ def _read_yaml(path: Path) -> Any:
         raise SuiteError(f"{path}: not valid YAML{where}: {problem}") from None
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def suite_from_data(data: dict[str, Any], source: str, sha256: str) -> Suite:
-    """Build a Suite from validated data; checks what the schema cannot (unique ids, prompt xor messages)."""
-    default = tuple(data.get("detectors") or ())
-    probes, seen = [], set()
-    for i, raw in enumerate(data["probes"]):
-        where = f"{source}: probes[{i}] ({raw['id']})"
-        if raw["id"] in seen:
-            raise SuiteError(f"{where}: duplicate probe id")
-        seen.add(raw["id"])
-        if ("prompt" in raw) == ("messages" in raw):
-            raise SuiteError(f"{where}: give exactly one of 'prompt' or 'messages'")
-        if "messages" in raw:
-            if "system" in raw:
-                raise SuiteError(f"{where}: 'system' goes with 'prompt'; put a system message in 'messages'")
-            msgs = tuple((m["role"], m["content"]) for m in raw["messages"])
-        else:
-            msgs = ((("system", raw["system"]),) if "system" in raw else ()) + (("user", raw["prompt"]),)
-        if msgs[-1][0] != "user":
-            raise SuiteError(f"{where}: the last message must be from the user")
-        detectors = tuple(raw.get("detectors") or default)
-        if not detectors:
-            raise SuiteError(f"{where}: no detectors (set 'detectors' on the probe or the suite)")
-        probes.append(Probe(raw["id"], raw["language"], msgs, detectors, raw.get("category")))
+def suite_from_model(spec: SuiteFile, source: str, sha256: str) -> Suite:
+    """Build a Suite from a validated suite file (probes without detectors get the suite's)."""
+    default = tuple(spec.detectors or ())
+    probes = tuple(Probe(p.id, p.language, p.conversation(), tuple(p.detectors or default), p.category)
+                   for p in spec.probes)
     languages = tuple(sorted({p.language for p in probes}))
-    return Suite(data["suite"], data["description"].strip(), tuple(probes), source, sha256,
-                 int(data.get("version", 1)), languages)
+    return Suite(spec.suite, spec.description.strip(), probes, source, sha256, spec.version, languages)
 
 
 def load_suite_file(path: Path, source: str | None = None) -> Suite:
     """Load a suite from a file (bundled or the user's own)."""
     path = Path(path)
-    data = read_data_file(path, kind="suite")
-    return suite_from_data(data, source or str(path), _sha256(path))
+    raw = _read_bytes(path)
+    _, spec = _load(path, "suite", raw)
+    assert isinstance(spec, SuiteFile)  # _load checked the kind
+    return suite_from_model(spec, source or str(path), hashlib.sha256(raw).hexdigest())
 
 
 def bundled_suite_files() -> dict[str, Path]:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from audit.record.names import CommandName, FlagKind, Label, Operation, StatisticName
 
-SCHEMA = "provaudit.record/2"
+SCHEMA: Literal["provaudit.record/2"] = "provaudit.record/2"
 
 Number = int | float
 
@@ -491,10 +491,8 @@ class TokenizerBorrowedFlag(Section):
     evidence: TokenizerBorrowedEvidence
 
 
-Flag = Annotated[
-    DistillationLeakFlag | WrapperSuspectedFlag | ArchitectureBorrowedFlag | TokenizerBorrowedFlag,
-    Field(discriminator="kind"),
-]
+AnyFlag = DistillationLeakFlag | WrapperSuspectedFlag | ArchitectureBorrowedFlag | TokenizerBorrowedFlag
+Flag = Annotated[AnyFlag, Field(discriminator="kind")]
 
 
 # ---------------------------------------------------------------- the record

@@ -26,6 +26,14 @@ class Named(str, Enum):
         return str(self.value)
 
     @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        """The JSON Schema of the enum carries each value's meaning (JSON Schema has no per-value notes)."""
+        schema: dict[str, Any] = handler.resolve_ref_schema(handler(core_schema))
+        lines = [f"- {m.value}: {m.meaning}" for m in cls]
+        schema["description"] = (cls.__doc__ or cls.__name__).strip() + "\n" + "\n".join(lines)
+        return schema
+
+    @classmethod
     def meanings(cls) -> dict[str, str]:
         """value -> meaning, in definition order."""
         return {m.value: m.meaning for m in cls}

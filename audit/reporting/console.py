@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich import box
@@ -12,38 +12,55 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from audit.record.models import Record
+from audit.record.models import (
+    Comparison,
+    DetectedOperation,
+    Null,
+    ProbeFailure,
+    Record,
+    RegistrySection,
+    TokenizerComparison,
+)
+from audit.record.names import Label, Operation
 
 DASH = "—"
 LABEL_STYLES = {
-    "original": "bold white on green",
-    "fine-tuned": "bold white on red",
-    "derived": "bold black on dark_orange",
-    "inconclusive": "bold black on grey70",
+    Label.ORIGINAL: "bold white on green",
+    Label.FINE_TUNED: "bold white on red",
+    Label.DERIVED: "bold black on dark_orange",
+    Label.INCONCLUSIVE: "bold black on grey70",
 }
 MAX_WIDTH = 80
+
+#: A layer-map row as the views use it: candidate layer, matched reference layer or None, similarity or None.
+LayerView = tuple[int, int | None, float | None]
 
 
 # ---------------------------------------------------------------- formatters (shared with html.py)
 
 
-def _finite(x: Any) -> bool:
+def _finite(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def finite_number(x: Any) -> float | None:
+def finite_number(x: object) -> float | None:
     """x as a float when it is a finite number (not a bool), else None."""
-    return float(x) if _finite(x) else None
+    return float(x) if isinstance(x, (int, float)) and _finite(x) else None
 
 
-def null_mean_sd(null: Any) -> tuple[float, float] | None:
-    """(mean, sd) of a record's null distribution, when both are finite numbers."""
-    if isinstance(null, dict) and _finite(null.get("mean")) and _finite(null.get("sd")):
-        return float(null["mean"]), float(null["sd"])
-    return None
+def null_mean_sd(null: Null | Mapping[str, Any] | None) -> tuple[float, float] | None:
+    """(mean, sd) of a null distribution, when both are finite numbers.
+
+    Registry tokenizer rows keep their null as a plain mapping (diagnostic keys vary), hence the Mapping.
+    """
+    if null is None:
+        return None
+    mean, sd = (null.mean, null.sd) if isinstance(null, Null) else (null.get("mean"), null.get("sd"))
+    m, s = finite_number(mean), finite_number(sd)
+    return (m, s) if m is not None and s is not None else None
 
 
-def format_value(value: Any) -> str:
+def format_value(value: object) -> str:
     """A statistic's value in a few significant digits; dash for missing."""
     if value is None:
         return DASH
@@ -60,10 +77,10 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def format_p(p_value: Any, log10_p: Any = None) -> str:
+def format_p(p_value: float | None, log10_p: float | None = None) -> str:
     """A p-value; when it underflowed (or is beyond 1e-300) the exact magnitude comes from log10_p."""
-    p = p_value if _finite(p_value) else None
-    lg = log10_p if _finite(log10_p) else None
+    p = finite_number(p_value)
+    lg = finite_number(log10_p)
     if lg is not None and lg <= -300:
         return "< 1e-300"  # our statistics clamp here: beyond it a normal tail says nothing precise
     if lg is not None and (p is None or p < 1e-300):
@@ -81,26 +98,33 @@ def format_p(p_value: Any, log10_p: Any = None) -> str:
     return f"{p:.1e}"
 
 
-def format_null(null: Any) -> str:
+def format_null(null: Null | None) -> str:
     """'mean ± sd (n=N)' for a statistic's null distribution."""
-    if not isinstance(null, dict) or not null:
+    if null is None:
         return DASH
-    text = f"{format_value(null.get('mean'))} ± {format_value(null.get('sd'))}"
-    if null.get("n") is not None:
-        text += f" (n={null['n']})"
-    return text
+    return f"{format_value(null.mean)} ± {format_value(null.sd)} (n={null.n})"
 
 
-def format_confidence(conf: Any) -> str:
+def format_registry_null(null: Null | Mapping[str, Any] | None) -> str:
+    """'mean ± sd (n=N)' of a registry score's null, to three and two significant digits."""
+    ms = null_mean_sd(null)
+    if null is None or ms is None:
+        return DASH
+    n = null.n if isinstance(null, Null) else null.get("n", "?")
+    return f"{ms[0]:.3g} ± {ms[1]:.2g} (n={n})"
+
+
+def format_confidence(conf: float | None) -> str:
     """Confidence 0..1 with two decimals."""
-    return f"{conf:.2f}" if _finite(conf) else DASH
+    c = finite_number(conf)
+    return f"{c:.2f}" if c is not None else DASH
 
 
-def format_bytes(n: Any) -> str:
+def format_bytes(n: float | None) -> str:
     """Human size in binary units."""
-    if not _finite(n):
+    size = finite_number(n)
+    if size is None:
         return DASH
-    size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(size) < 1024 or unit == "TiB":
             return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
@@ -108,9 +132,9 @@ def format_bytes(n: Any) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def format_count(n: Any) -> str:
+def format_count(n: float | None) -> str:
     """Large counts as 134.5M / 7.2B."""
-    if not _finite(n):
+    if n is None or not _finite(n):
         return DASH
     for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= div:
@@ -135,26 +159,26 @@ def format_ranges(values: Iterable[int]) -> str:
     return ", ".join(parts)
 
 
-def null_band(layer_null: Any) -> float | None:
+def null_band(layer_null: Null | None) -> float | None:
     """mean + 3 sd of the per-layer similarity null, when known."""
     ms = null_mean_sd(layer_null)
     return ms[0] + 3 * ms[1] if ms else None
 
 
-def layer_rows(layer_map: Any) -> list[tuple[int, int | None, float | None]]:
-    """Layer-map rows as (candidate, reference or None, similarity or None), sorted by candidate layer."""
-    rows = []
-    for row in layer_map or []:
-        if not isinstance(row, (list, tuple)) or len(row) < 2 or not isinstance(row[0], int):
-            continue
-        ref = row[1] if isinstance(row[1], int) and not isinstance(row[1], bool) else None
-        sim = float(row[2]) if len(row) > 2 and _finite(row[2]) else None
-        rows.append((row[0], ref, sim))
+def layer_rows(layer_map: Sequence[Sequence[Any]]) -> list[LayerView]:
+    """Layer-map rows as (candidate, reference or None, similarity or None), sorted by candidate layer.
+
+    A similarity that is not a finite number (NaN in a hand-edited record) counts as unknown.
+    """
+    rows = [(int(c), None if r is None else int(r), finite_number(s)) for c, r, s in layer_map]
     return sorted(rows, key=lambda r: r[0])
 
 
 def condense_layer_map(
-    layer_map: Any, layer_null: Any = None, reference_layers: int | None = None, max_runs: int = 4
+    layer_map: Sequence[Sequence[Any]],
+    layer_null: Null | None = None,
+    reference_layers: int | None = None,
+    max_runs: int = 4,
 ) -> str:
     """One line for a layer map: 'cand 0-29 -> ref 0-29 in order; unmatched cand: 5, 6; ...'."""
     rows = layer_rows(layer_map)
@@ -199,86 +223,122 @@ def condense_layer_map(
     return "; ".join(parts)
 
 
-def reference_layers(record: dict, reference: Any) -> int | None:
-    """num_layers of the named reference, from record['references'], if given."""
-    for ref in record.get("references") or []:
-        if isinstance(ref, dict) and ref.get("name") == reference:
-            n = (ref.get("architecture") or {}).get("num_layers")
-            return n if isinstance(n, int) else None
-    return None
+def reference_layers(record: Record, reference: str) -> int | None:
+    """num_layers of the named reference, when the record describes its architecture."""
+    ref = record.reference(reference)
+    return ref.architecture.num_layers if ref is not None and ref.architecture is not None else None
 
 
-def best_comparison(record: dict) -> dict | None:
+def best_comparison(record: Record) -> Comparison | None:
     """The comparison against the verdict's parent, else the most confident non-original one, else the first."""
-    comps = [c for c in record.get("comparisons") or [] if isinstance(c, dict)]
-    if not comps:
+    if not record.comparisons:
         return None
-    parent = (record.get("verdict") or {}).get("parent")
-    for comp in comps:
-        if parent is not None and comp.get("reference") == parent:
-            return comp
+    parent = record.verdict.parent
+    if parent is not None and (comp := record.comparison(parent)) is not None:
+        return comp
 
-    def score(comp: dict) -> tuple[int, float]:
-        v = comp.get("verdict") or {}
-        conf = v.get("confidence")
-        return (v.get("label") in ("derived", "fine-tuned"), conf if _finite(conf) else 0.0)
+    def score(comp: Comparison) -> tuple[bool, float]:
+        v = comp.verdict
+        return v.label in (Label.DERIVED, Label.FINE_TUNED), finite_number(v.confidence) or 0.0
 
-    return max(comps, key=score)
+    return max(record.comparisons, key=score)
 
 
-def operation_text(op: Any) -> str:
-    """'name: detail' for an operation given as a string or {name, detail}."""
-    if isinstance(op, dict):
-        name, detail = str(op.get("name", "?")), op.get("detail")
-        return f"{name}: {detail}" if detail else name
-    return str(op)
+def operation_text(op: Operation | DetectedOperation) -> str:
+    """'name: detail' for a detected operation, the bare name for a verdict's operation."""
+    if isinstance(op, DetectedOperation):
+        return f"{op.name.value}: {op.detail}" if op.detail else op.name.value
+    return op.value
 
 
-def references_checked(record: dict) -> int:
+def references_checked(record: Record) -> int:
     """N in 'no derivation from any of the N references checked'."""
-    n = (record.get("verdict") or {}).get("references_checked")
-    if isinstance(n, int):
+    n = record.verdict.references_checked
+    if n is not None:
         return n
-    return len(record.get("comparisons") or record.get("references") or [])
+    return len(record.comparisons or record.references)
+
+
+def tokenizer_text(tok: TokenizerComparison) -> str:
+    """'jaccard 1.00; 49152 shared, 0 candidate-only, 0 reference-only'."""
+    parts = []
+    if (j := finite_number(tok.jaccard)) is not None:
+        parts.append(f"jaccard {j:.3f}")
+    parts.append(f"{tok.shared} shared, {tok.candidate_only} candidate-only, {tok.reference_only} reference-only")
+    return "; ".join(parts)
+
+
+def probe_lines(record: Record) -> list[tuple[str, str]]:
+    """(suite, 'N answered, M errors; claims: OpenAI 12/40, ...') for each probe suite in the record."""
+    rows = []
+    for suite in record.probes:
+        answered = f"{suite.answered} answered"
+        if suite.failed:
+            answered += f", {suite.failed} errors"
+        claims = ", ".join(f"{v.vendor} {v.count}/{v.of}" for v in suite.vendors[:4])
+        rows.append((suite.suite, f"{answered}; claims: {claims or 'none'}"))
+    if isinstance(record.probe_run, ProbeFailure) and record.probe_run.error:
+        rows.append(("", f"not run: {record.probe_run.error}"))
+    return rows
+
+
+def registry_lines(reg: RegistrySection) -> list[str]:
+    """Short lines for the terminal: the nearest family of each kind with its score and null, the weight matches.
+
+    The HTML's fuller tables are audit.reporting.registry_view.registry_rows (same formats).
+    """
+    out = []
+    if reg.architecture:
+        a = reg.architecture[0]
+        out.append(f"architecture: {a.family} ({a.model}) score {a.score:.2f}, null {format_registry_null(a.null)}, "
+                   f"p {format_p(a.p_value)}")
+    if reg.tokenizer:
+        t = reg.tokenizer[0]
+        out.append(f"tokenizer: {t.family or DASH} ({t.name}) score {t.score:.3f}, "
+                   f"null {format_registry_null(t.null)}, p {format_p(t.p_value)}")
+    for w in reg.weights[:3]:
+        out.append(f"weights: {w.reference} similarity {w.similarity:.3f} ({w.label.value}, "
+                   f"p {format_p(None, w.log10_p)})")
+    if reg.skipped:
+        out.append(f"weights not comparable: {len(reg.skipped)} entries (too few shared tokens)")
+    return out
 
 
 # ---------------------------------------------------------------- console view
 
 
-def _verdict_panel(record: dict, width: int) -> Panel:
-    verdict = record.get("verdict") or {}
-    label = str(verdict.get("label") or "unknown")
-    subject = record.get("subject") or {}
+def _verdict_panel(record: Record, width: int) -> Panel:
+    verdict, subject = record.verdict, record.subject
+    label = verdict.label
     head = Text()
-    head.append(f" {label.upper()} ", style=LABEL_STYLES.get(label, "bold reverse"))
+    head.append(f" {label.value.upper()} ", style=LABEL_STYLES.get(label, "bold reverse"))
     head.append("  parent: ", style="dim")
-    head.append(str(verdict.get("parent") or "none"), style="bold")
+    head.append(verdict.parent or "none", style="bold")
     head.append("  confidence: ", style="dim")
-    head.append(format_confidence(verdict.get("confidence")))
+    head.append(format_confidence(verdict.confidence))
     lines: list[Text] = [head]
-    if verdict.get("summary"):
-        lines.append(Text(str(verdict["summary"])))
+    if verdict.summary:
+        lines.append(Text(verdict.summary))
     n = references_checked(record)
-    arch = subject.get("architecture") or {}
     info = Text(style="dim")
-    info.append(f"subject: {subject.get('name') or DASH}")
-    if subject.get("format"):
-        info.append(f" ({subject['format']}")
-        if arch.get("parameters"):
-            info.append(f", {format_count(arch['parameters'])} params")
+    info.append(f"subject: {subject.name or DASH}")
+    if subject.format:
+        info.append(f" ({subject.format}")
+        if subject.architecture is not None and subject.architecture.parameters:
+            info.append(f", {format_count(subject.architecture.parameters)} params")
         info.append(")")
     info.append(f"; {n} reference{'s' if n != 1 else ''} checked")
     lines.append(info)
-    if label == "original":
+    if label is Label.ORIGINAL:
         lines.append(Text(f"original = no derivation from any of the {n} references checked.", style="dim"))
     return Panel(
         Group(*lines), title=Text("provaudit verdict"), title_align="left", width=width, box=box.ROUNDED
     )
 
 
-def _evidence_table(comp: dict, width: int) -> Table:
+def _evidence_table(comp: Comparison, width: int) -> Table:
     table = Table(
-        title=Text(f"Evidence vs {comp.get('reference', DASH)}", style="bold"),
+        title=Text(f"Evidence vs {comp.reference}", style="bold"),
         title_justify="left",
         box=box.SIMPLE_HEAD,
         width=width,
@@ -288,14 +348,12 @@ def _evidence_table(comp: dict, width: int) -> Table:
     table.add_column("value", justify="right", ratio=1, overflow="fold")
     table.add_column("null mean ± sd (n)", ratio=3, overflow="fold")
     table.add_column("p", justify="right", ratio=1, no_wrap=False, overflow="fold")
-    for stat in comp.get("statistics") or []:
-        if not isinstance(stat, dict):
-            continue
+    for stat in comp.statistics:
         table.add_row(
-            Text(str(stat.get("name", DASH))),
-            Text(format_value(stat.get("value"))),
-            Text(format_null(stat.get("null"))),
-            Text(format_p(stat.get("p_value"), stat.get("log10_p"))),
+            Text(stat.name.value),
+            Text(format_value(stat.value)),
+            Text(format_null(stat.null)),
+            Text(format_p(stat.p_value, stat.log10_p)),
         )
     return table
 
@@ -306,10 +364,13 @@ def _line(label: str, body: str) -> Text:
     return text
 
 
-def print_summary(record: Record | dict, console: Console | None = None) -> None:
+def _comparison_brief(comp: Comparison) -> str:
+    v = comp.verdict
+    return f"{comp.reference}: {v.label.value} ({format_confidence(v.confidence)})"
+
+
+def print_summary(record: Record, console: Console | None = None) -> None:
     """Print a summary of `record` (verdict, best comparison's evidence, layers, operations, flags)."""
-    if isinstance(record, Record):
-        record = record.to_json_dict()
     if console is None:
         console = Console()
     width = min(console.width, MAX_WIDTH)
@@ -317,84 +378,40 @@ def print_summary(record: Record | dict, console: Console | None = None) -> None
 
     comp = best_comparison(record)
     if comp is not None:
-        if any(isinstance(s, dict) for s in comp.get("statistics") or []):
+        if comp.statistics:
             out.append(_evidence_table(comp, width))
         else:
-            out.append(_line(f"Evidence vs {comp.get('reference', DASH)}", "no statistics"))
-        ref_layers = reference_layers(record, comp.get("reference"))
-        if comp.get("layer_map"):
-            out.append(
-                _line("Layers", condense_layer_map(comp["layer_map"], comp.get("layer_null"), ref_layers))
-            )
-        tok = comp.get("tokenizer")
-        if isinstance(tok, dict) and tok:
-            out.append(_line("Tokenizer", tokenizer_text(tok)))
-        if "architecture_match" in comp:
-            out.append(_line("Architecture match", format_value(comp.get("architecture_match"))))
-        ops = comp.get("operations") or (record.get("verdict") or {}).get("operations") or []
+            out.append(_line(f"Evidence vs {comp.reference}", "no statistics"))
+        if comp.layer_map:
+            ref_layers = reference_layers(record, comp.reference)
+            out.append(_line("Layers", condense_layer_map(comp.layer_map, comp.layer_null, ref_layers)))
+        if comp.tokenizer is not None:
+            out.append(_line("Tokenizer", tokenizer_text(comp.tokenizer)))
+        out.append(_line("Architecture match", format_value(comp.architecture_match)))
+        ops: Sequence[Operation | DetectedOperation] = comp.operations or record.verdict.operations
         out.append(_line("Operations", "; ".join(operation_text(o) for o in ops) if ops else "none detected"))
-        others = [c for c in record.get("comparisons") or [] if isinstance(c, dict) and c is not comp]
+        others = [c for c in record.comparisons if c is not comp]
         if others:
             out.append(_line("Other references", "; ".join(_comparison_brief(c) for c in others)))
     else:
         out.append(Text("No comparisons in this record.", style="dim"))
 
-    from audit.reporting.registry_view import registry_lines
-
-    reg_lines = registry_lines(record)
-    if reg_lines:
-        out.append(Text(f"Registry ({record['registry'].get('entries', '?')} entries), nearest families:", style="bold"))
+    if record.registry is not None and (reg_lines := registry_lines(record.registry)):
+        out.append(Text(f"Registry ({record.registry.entries} entries), nearest families:", style="bold"))
         out.extend(Text("  " + line) for line in reg_lines)
 
     out += [_line(f"Probes {name}".strip(), body) for name, body in probe_lines(record)]
 
-    flags = [f for f in record.get("flags") or [] if isinstance(f, dict)]
-    if flags:
+    if record.flags:
         out.append(Text("Flags (not derivations):", style="bold"))
-        for flag in flags:
+        for flag in record.flags:
             text = Text("  • ")
-            text.append(str(flag.get("kind", "?")), style="yellow")
-            if flag.get("detail"):
-                text.append(f": {flag['detail']}")
+            text.append(flag.kind.value, style="yellow")
+            if flag.detail:
+                text.append(f": {flag.detail}")
             out.append(text)
     else:
         out.append(_line("Flags", "none"))
 
     for item in out:
         console.print(item, width=width, crop=True)
-
-
-def probe_lines(record: dict) -> list[tuple[str, str]]:
-    """(suite, 'N answered, M errors; claims: OpenAI 12/40, ...') for each probe suite in the record."""
-    rows = []
-    for suite in record.get("probes") or []:
-        if not isinstance(suite, dict):
-            continue
-        parts = [f"{suite.get('answered', DASH)} answered"]
-        if suite.get("failed"):
-            parts[0] += f", {suite['failed']} errors"
-        vendors = [v for v in suite.get("vendors") or [] if isinstance(v, dict)]
-        claims = ", ".join(f"{v.get('vendor')} {v.get('count')}/{v.get('of')}" for v in vendors[:4])
-        rows.append((str(suite.get("suite", DASH)), f"{parts[0]}; claims: {claims or 'none'}"))
-    run = record.get("probe_run")
-    if isinstance(run, dict) and run.get("error"):
-        rows.append(("", f"not run: {run['error']}"))
-    return rows
-
-
-def tokenizer_text(tok: dict) -> str:
-    """'jaccard 1.00; 49152 shared, 0 candidate-only, 0 reference-only'."""
-    parts = []
-    if _finite(tok.get("jaccard")):
-        parts.append(f"jaccard {tok['jaccard']:.3f}")
-    counts = [
-        f"{tok[k]} {k.replace('_', '-')}" for k in ("shared", "candidate_only", "reference_only") if k in tok
-    ]
-    if counts:
-        parts.append(", ".join(counts))
-    return "; ".join(parts) or DASH
-
-
-def _comparison_brief(comp: dict) -> str:
-    v = comp.get("verdict") or {}
-    return f"{comp.get('reference', DASH)}: {v.get('label', DASH)} ({format_confidence(v.get('confidence'))})"

@@ -97,3 +97,36 @@ def test_compare_record_helper_still_works(run_cli, tmp_path: Path) -> None:
     rec["batch"] = {"manifest": "/m.csv", "line": 2, "cache_key": "0" * 64}
     res = run_cli("report", _save(tmp_path, rec), "--html", tmp_path / "x.html", "-q")
     assert res.code == 0 and "fine-tuned" in (tmp_path / "x.html").read_text(encoding="utf-8")
+
+
+V1_RECORDS = sorted((Path(__file__).resolve().parents[1] / "fixtures" / "records_v1").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", V1_RECORDS, ids=[p.stem for p in V1_RECORDS])
+def test_old_v1_records_render_with_their_meanings(run_cli, path: Path, tmp_path: Path) -> None:
+    """A saved provaudit.record/1 still renders: verdict, every operation's and flag's meaning, in both views."""
+    from markupsafe import escape
+
+    from audit.record.names import FlagKind, Label, Operation
+
+    old = json.loads(path.read_text(encoding="utf-8"))
+    html = tmp_path / "r.html"
+    res = run_cli("report", path, "--html", html)
+    assert res.code == 0, res.err
+    page = html.read_text(encoding="utf-8")
+    label = Label(old["verdict"]["label"])
+    assert f'<span class="badge {label.value}">{label.value}</span>' in page
+    assert label.value.upper() in res.out
+    if label is not Label.INCONCLUSIVE or old["verdict"].get("references_checked") != 0:
+        # the label's own explanation (original's names the N references checked: from there on)
+        tail = label.meaning.split("N references checked")[1] if label is Label.ORIGINAL else label.meaning[1:]
+        assert str(escape(tail)) in page
+    ops = set(old["verdict"]["operations"]) | {
+        op["name"] for comp in old.get("comparisons") or [] for op in comp.get("operations") or []}
+    for op in ops:
+        assert str(escape(Operation(op).meaning)) in page
+    for flag in old.get("flags") or []:
+        kind = FlagKind(flag["kind"])
+        assert f'<span class="flag-kind">{kind.value}</span>' in page and str(escape(kind.meaning)) in page
+        assert kind.value in res.out
+    assert "<script" not in page.lower()

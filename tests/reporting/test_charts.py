@@ -6,8 +6,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from audit.reporting.charts import BLUE, GREEN, GREY, RED, layer_similarity_svg
-from audit.reporting.html import render_html
-from tests.reporting.test_reporting import EVIL_NAME, sample_record
+from tests.reporting.test_reporting import EVIL_NAME, FLAG_RULE, render, sample_record
 
 SVG = "{http://www.w3.org/2000/svg}"
 TOK_NULL = {"mean": 0.163, "sd": 0.149, "n": 222}
@@ -38,22 +37,28 @@ def _with_registry_and_probes() -> dict:
                               {"name": EVIL_NAME, "family": "gpt-2", "score": 0.12, "null": TOK_NULL, "p_value": 0.6},
                           ]}
     record["probe_run"] = {
+        "backend": {"kind": "fake"},
+        "settings": {"samples": 1, "max_new_tokens": 64, "temperature": 0.7, "seed": 0, "batch_size": 8},
+        "declared": {"vendors": ["huggingface"]},
+        "answers": 126,
+        "errors": 0,
         "vendor_tests": [
-            {"vendor": "openai", "name": "OpenAI", "count": 41, "of": 126, "share": 0.3254, "p_value": 1e-40,
-             "log10_p": -40.0, "declared": False, "flagged": True},
+            {"vendor": "openai", "name": "OpenAI", "count": 41, "of": 126, "share": 0.3254, "prompts": 30,
+             "p_value": 1e-40, "log10_p": -40.0, "declared": False, "flagged": True, "reason": "above the rule"},
             {"vendor": "huggingface", "name": "Hugging Face", "count": 3, "of": 126, "share": 0.0238,
-             "p_value": 0.4, "log10_p": -0.4, "declared": True, "flagged": False},
-            {"vendor": "meta", "name": "Meta", "count": 1, "of": 126, "share": 0.0079, "p_value": 0.9,
-             "log10_p": -0.05, "declared": False, "flagged": False},
+             "prompts": 3, "p_value": 0.4, "log10_p": -0.4, "declared": True, "flagged": False,
+             "reason": "declared"},
+            {"vendor": "meta", "name": "Meta", "count": 1, "of": 126, "share": 0.0079, "prompts": 1,
+             "p_value": 0.9, "log10_p": -0.05, "declared": False, "flagged": False, "reason": "too few"},
         ],
-        "flag_rule": {"min_count": 3, "min_prompts": 2, "min_share": 0.05, "false_claim_rate": 0.02},
+        "flag_rule": FLAG_RULE,
     }
     record["probes"] = [{"suite": "self-identity", "answered": 126, "failed": 0, "prompts": [], "responses": []}]
     return record
 
 
 def test_every_chart_is_well_formed_and_present() -> None:
-    svgs = _svgs(render_html(_with_registry_and_probes()))
+    svgs = _svgs(render(_with_registry_and_probes()))
     assert [s.get("aria-label") for s in svgs] == [
         "layer map: candidate layer against matched reference layer",
         "per-layer similarity against the null band",
@@ -82,7 +87,7 @@ def test_layer_similarity_without_a_null_draws_no_band() -> None:
 
 
 def test_report_shows_similarity_against_null_for_each_layer_map() -> None:
-    html = render_html(sample_record())
+    html = render(sample_record())
     svgs = re.findall(r'<svg class="layersim".*?</svg>', html, re.S)
     assert len(svgs) == 1  # only the comparison with a layer map
     assert svgs[0].count("<circle") == 28
@@ -90,7 +95,7 @@ def test_report_shows_similarity_against_null_for_each_layer_map() -> None:
 
 
 def test_tokenizer_chart_shows_overlap_over_the_family_null() -> None:
-    html = render_html(_with_registry_and_probes())
+    html = render(_with_registry_and_probes())
     chart = _chart(html, "tokenizer")
     bars = _bars(chart)
     assert bars[0] == ("smollm2 (smollm2-135m): 0.970, p 0.004", BLUE)  # above mean + 3 sd = 0.61
@@ -104,11 +109,11 @@ def test_tokenizer_chart_needs_its_null() -> None:
     record = _with_registry_and_probes()
     for row in record["registry"]["tokenizer"]:
         del row["null"]
-    assert "tokenizer overlap with the nearest" not in render_html(record)
+    assert "tokenizer overlap with the nearest" not in render(record)
 
 
 def test_claims_chart_marks_flagged_declared_and_the_rule() -> None:
-    html = render_html(_with_registry_and_probes())
+    html = render(_with_registry_and_probes())
     chart = _chart(html, "share of answers")
     fills = [f for _, f in _bars(chart)]
     assert fills == [RED, GREEN, GREY]
@@ -122,18 +127,20 @@ def test_claims_chart_marks_flagged_declared_and_the_rule() -> None:
 
 
 def test_no_probe_run_no_claims_chart() -> None:
-    assert "share of answers claiming" not in render_html(sample_record())
+    assert "share of answers claiming" not in render(sample_record())
 
 
 def test_probe_only_record_explains_itself_and_how_answers_were_made() -> None:
     record = _with_registry_and_probes()
     record.update(comparisons=[], references=[], registry=None,
-                  verdict={"label": "inconclusive", "parent": None, "confidence": None, "references_checked": 0})
+                  verdict={"label": "inconclusive", "parent": None, "confidence": None, "references_checked": 0,
+                           "summary": "Black-box probes only."})
     record["probes"][0].update(source="bundled:self-identity.yaml", version=1, sha256="f" * 64)
     record["probe_run"].update(backend={"kind": "transformers", "model": EVIL_NAME, "device": "cpu",
                                         "dtype": "float32"},
-                               settings={"samples": 2, "seeds": [0, 1], "temperature": 0.7, "max_new_tokens": 160})
-    html = render_html(record)
+                               settings={"samples": 2, "seeds": [0, 1], "temperature": 0.7, "max_new_tokens": 160,
+                                         "seed": 0, "batch_size": 8})
+    html = render(record)
     assert "No weights were compared: this record holds black-box probe answers only" in html
     assert "mixed or too thin" not in html and "0 references checked (" not in html
     settings = re.search(r"How the answers were produced</h3>\s*<dl.*?</dl>", html, re.S).group(0)

@@ -11,8 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from markupsafe import escape
 from rich.console import Console
 
+from audit.errors import InputError
+from audit.record.io import parse_record
+from audit.record.models import Null, Record
+from audit.record.names import FlagKind, Label, Operation
 from audit.reporting.console import condense_layer_map, format_p, print_summary
 from audit.reporting.html import render_html
 from audit.reporting.writer import write_atomic, write_json
@@ -25,8 +30,12 @@ def _sha(c: str) -> str:
     return c * 64
 
 
+FLAG_RULE = {"min_count": 3, "min_prompts": 2, "min_share": 0.05, "false_claim_rate": 0.02, "alpha": 0.01,
+             "correction": "bonferroni", "test": "one-sided binomial"}
+
+
 def sample_record() -> dict:
-    """A derived-from-smollm2 record with two comparisons, following docs/record.md."""
+    """A derived-from-smollm2 record with two comparisons, following docs/record.md (a plain JSON dict)."""
     arch = {
         "model_type": "llama",
         "hidden_size": 576,
@@ -49,7 +58,7 @@ def sample_record() -> dict:
     # candidate has 28 layers: reference layers 5 and 6 were pruned
     layer_map = [[i, i if i < 5 else i + 2, 0.99 - 0.001 * i] for i in range(28)]
     return {
-        "schema": "provaudit.record/1",
+        "schema": "provaudit.record/2",
         "tool": {"name": "provaudit", "version": "0.1.0"},
         "created": "2026-11-23T09:00:00+00:00",
         "command": {
@@ -100,7 +109,7 @@ def sample_record() -> dict:
                 "reference": "indep-135m",
                 "statistics": [
                     {
-                        "name": "layer-gram-correlation",
+                        "name": "layer-gram-similarity",
                         "value": 0.004,
                         "null": {"mean": 0.0, "sd": 0.01, "n": 400, "kind": "permutation of hidden units"},
                         "p_value": 0.41,
@@ -108,7 +117,9 @@ def sample_record() -> dict:
                         "meaning": "no shared weights",
                     },
                 ],
-                "tokenizer": {"jaccard": 1.0, "shared": 49152, "candidate_only": 0, "reference_only": 0},
+                "layer_map": [],  # no comparable layers
+                "tokenizer": {"jaccard": 1.0, "shared": 49152, "candidate_only": 0, "reference_only": 0,
+                              "identical": True},
                 "architecture_match": True,
                 "operations": [],
                 "verdict": {
@@ -124,31 +135,34 @@ def sample_record() -> dict:
                 "reference": "smollm2",
                 "statistics": [
                     {
-                        "name": "layer-gram-correlation",
+                        "name": "layer-gram-similarity",
                         "value": 0.98,
                         "null": {"mean": 0.0, "sd": 0.01, "n": 400, "kind": "permutation of hidden units"},
                         "p_value": 0.0,
                         "log10_p": -300.0,
                         "meaning": "weights carried over, " + EVIL_NAME,
+                        "detail": "28 of 28 candidate layers above the null band",
                     },
                     {
-                        "name": "embedding-row-cosine",
+                        "name": "norm-weights-centred",
                         "value": 0.95,
-                        "null": {"mean": 0.01, "sd": 0.02, "n": 200},
+                        "null": {"mean": 0.01, "sd": 0.02, "n": 200, "kind": "shuffle of norm weights"},
                         "p_value": 3.2e-12,
                         "log10_p": math.log10(3.2e-12),
                         "meaning": "shared token rows match",
                     },
                 ],
                 "layer_map": layer_map,
-                "layer_null": {"mean": 0.0, "sd": 0.01, "n": 400},
+                "layer_null": {"mean": 0.0, "sd": 0.01, "n": 400, "kind": "unrelated layer pairs"},
                 "alignment": {
                     "method": "embedding-anchors",
                     "shared_tokens": 49152,
+                    "matched_units": 576,
                     "fixed_points": 576,
                     "hidden_size": [576, 576],
                 },
-                "tokenizer": {"jaccard": 1.0, "shared": 49152, "candidate_only": 0, "reference_only": 0},
+                "tokenizer": {"jaccard": 1.0, "shared": 49152, "candidate_only": 0, "reference_only": 0,
+                              "identical": True},
                 "architecture_match": True,
                 "operations": [
                     {"name": "renamed-tensors", "detail": "names follow no known scheme"},
@@ -168,12 +182,29 @@ def sample_record() -> dict:
             {
                 "kind": "architecture-borrowed",
                 "detail": "llama architecture",
-                "evidence": {"model_type": "llama"},
+                "evidence": {"references": ["indep-135m"]},
             },
             {
                 "kind": "distillation-leak",
                 "detail": f"claims to be {EVIL_NAME}",
-                "evidence": {"count": 3, "of": 5},
+                "evidence": {
+                    "vendor": "openai",
+                    "vendor_name": "OpenAI",
+                    "models": {"ChatGPT": 3},
+                    "count": 3,
+                    "of": 5,
+                    "share": 0.6,
+                    "prompts": 3,
+                    "languages": {"en": {"count": 3, "of": 5}},
+                    "p_value": 1e-6,
+                    "log10_p": -6.0,
+                    "rule": FLAG_RULE,
+                    "examples": [
+                        {"suite": "self-identity", "probe": "who-1", "sample": 0, "seed": 11,
+                         "prompt": "Who made you?", "response": f"I am {EVIL_NAME}, made by OpenAI.",
+                         "claims": [{"vendor": "openai", "model": "ChatGPT"}]},
+                    ],
+                },
             },
         ],
         "probes": [],
@@ -185,8 +216,29 @@ def sample_record() -> dict:
 NETWORK_ASSET = re.compile(r"""(?:src|href|action|srcset)\s*=\s*["']?\s*(?:https?:)?//""", re.I)
 
 
+def typed(record: dict) -> Record:
+    """A hand-built record dict as the views take it: validated (and upgraded) by parse_record."""
+    return parse_record(record, "test record")
+
+
+def render(record: dict) -> str:
+    return render_html(typed(record))
+
+
+def minimal_record(label: str = "inconclusive") -> dict:
+    """Only what a record must hold."""
+    return {
+        "schema": "provaudit.record/2",
+        "tool": {"version": "0.1.0"},
+        "created": "2026-11-23T09:00:00+00:00",
+        "command": {"name": "audit"},
+        "subject": {"name": "m", "format": "fake"},
+        "verdict": {"label": label, "summary": ""},
+    }
+
+
 def test_html_escapes_untrusted_text() -> None:
-    html = render_html(sample_record())
+    html = render(sample_record())
     assert "<script" not in html.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert EVIL_FILE not in html  # quotes, ampersand and brackets are all escaped
@@ -194,7 +246,7 @@ def test_html_escapes_untrusted_text() -> None:
 
 
 def test_html_shows_verdict_parent_and_evidence() -> None:
-    html = render_html(sample_record())
+    html = render(sample_record())
     assert ">derived<" in html
     assert "smollm2" in html
     assert "0.97" in html
@@ -206,28 +258,99 @@ def test_html_shows_verdict_parent_and_evidence() -> None:
     assert _sha("c") in html and "513.2 MiB" in html
 
 
+def test_html_statistic_shows_its_meaning_and_detail() -> None:
+    html = render(sample_record())
+    row = re.search(r"<tr>\s*<td>layer-gram-similarity</td>\s*<td class=\"num\">0.98</td>.*?</tr>", html, re.S)
+    assert row is not None
+    assert "weights carried over, &lt;script&gt;" in row.group(0)
+    assert "28 of 28 candidate layers above the null band" in row.group(0)
+    other = re.search(r"<td>norm-weights-centred</td>.*?</tr>", html, re.S)
+    assert other is not None and "shared token rows match" in other.group(0)
+    assert '<br><span class="muted"></span>' not in html  # no empty detail line where there is none
+
+
 def test_html_has_no_external_assets_or_scripts() -> None:
     record = sample_record()
     record["subject"]["path"] = "https://evil.example/x.png"
-    html = render_html(record)
+    html = render(record)
     assert not NETWORK_ASSET.search(html)
     assert "<script" not in html.lower()
     assert "@import" not in html and "url(" not in html
-    clean = render_html(sample_record())
+    clean = render(sample_record())
     assert "http://" not in clean and "https://" not in clean
 
 
 def test_html_original_names_n_references() -> None:
     record = sample_record()
     record["verdict"].update(label="original", parent=None, operations=[], summary="Original.")
-    html = render_html(record)
+    html = render(record)
     assert "no derivation from any of the 2 references checked" in html
     assert "flag" in html and "not as a derivation" in html
 
 
-def test_html_tolerates_a_minimal_record() -> None:
-    html = render_html({"schema": "provaudit.record/1", "verdict": {"label": "inconclusive"}})
-    assert "inconclusive" in html
+@pytest.mark.parametrize("label", list(Label))
+def test_html_explains_each_label_with_its_meaning(label: Label) -> None:
+    record = sample_record()
+    record["verdict"].update(label=label.value, summary="s.")
+    html = render(record)
+    expected = label.meaning[1:].replace("N references checked", "2 references checked (indep-135m, smollm2)")
+    assert str(escape(expected)) in html
+    if label in (Label.DERIVED, Label.FINE_TUNED):
+        assert "Here the parent is smollm2" in html
+
+
+def test_html_shows_the_meaning_of_every_operation() -> None:
+    record = sample_record()
+    ops = [op.value for op in Operation]
+    record["verdict"]["operations"] = ops
+    record["comparisons"][1]["operations"] = [{"name": op, "detail": f"detail of {op}"} for op in ops]
+    html = render(record)
+    for op in Operation:
+        meaning = str(escape(op.meaning))
+        assert f"<strong>{op.value}</strong> <span class=\"muted\">({meaning})</span>" in html  # verdict list
+        assert f"<strong>{op.value}</strong>: detail of {op.value} <span class=\"muted\">({meaning})</span>" in html
+
+
+def test_html_renders_typed_flags() -> None:
+    record = sample_record()
+    record["flags"] += [
+        {"kind": "tokenizer-borrowed", "detail": "same vocabulary as smollm2",
+         "evidence": {"references": {"smollm2": {"jaccard": 1.0, "shared": 49152, "candidate_only": 0,
+                                                 "reference_only": 0, "identical": True}}}},
+        {"kind": "wrapper-suspected", "detail": "bills with the gpt2 tokenizer",
+         "evidence": {"tokenizer_inference": {"status": "matched", "family": "gpt-2"},
+                      "tokenizer_vendors": ["openai"], "claimed": ["openai"]}},
+    ]
+    html = render(record)
+    flags = re.search(r"<h2>Flags</h2>.*?<h2>", html, re.S).group(0)
+    for kind in FlagKind:
+        assert f'<span class="flag-kind">{kind.value}</span>' in flags
+        assert str(escape(kind.meaning)) in flags
+    # distillation-leak: examples as prompt/response pairs, the rest of its evidence as compact JSON
+    assert "1 example answers" in flags and "<pre>Who made you?</pre>" in flags
+    assert "<pre>I am &lt;script&gt;alert(1)&lt;/script&gt;, made by OpenAI.</pre>" in flags
+    assert "self-identity / who-1 · sample 0 · seed 11" in flags
+    assert "&#34;vendor_name&#34;: &#34;OpenAI&#34;" in flags and "&#34;examples&#34;" not in flags
+    assert "&#34;tokenizer_vendors&#34;: [&#34;openai&#34;]" in flags
+    assert "&#34;references&#34;: [&#34;indep-135m&#34;]" in flags
+    assert "null" not in re.sub(r"<span class=\"muted\">.*?</span>", "", flags)  # absent fields are left out
+
+
+def test_html_renders_a_minimal_record() -> None:
+    html = render(minimal_record())
+    assert ">inconclusive<" in html and "No comparisons in this record." in html
+
+
+@pytest.mark.parametrize("bad", [
+    {"schema": "provaudit.record/1", "verdict": {"label": "inconclusive"}},
+    {**minimal_record(), "verdict": {"label": "maybe", "summary": ""}},
+    {**minimal_record(), "flags": [{"kind": "distillation-leak", "detail": "x", "evidence": {"count": 3}}]},
+    {**minimal_record(), "comparisons": [{"reference": "r", "statistics": "many"}]},
+])
+def test_malformed_records_are_rejected_before_the_views(bad: dict) -> None:
+    with pytest.raises(InputError) as info:
+        typed(bad)
+    assert "malformed record" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_html_renders_probes() -> None:
@@ -235,14 +358,21 @@ def test_html_renders_probes() -> None:
     record["probes"] = [
         {
             "suite": "self-identity",
-            "prompts": ["Who are you?"],
-            "responses": [EVIL_NAME],
+            "answered": 5,
+            "failed": 0,
+            "prompts": [{"id": "who-1", "language": "en",
+                         "messages": [{"role": "user", "content": "Who are you?"}]}],
+            "responses": [{"probe": "who-1", "language": "en", "sample": 0, "seed": 11, "text": EVIL_NAME,
+                           "claims": [{"vendor": "OpenAI", "model": "ChatGPT"}]}],
             "claims": [{"vendor": "OpenAI", "model": "ChatGPT", "language": "en", "count": 3, "of": 5}],
             "detectors": ["distillation-leak"],
         }
     ]
-    html = render_html(record)
+    html = render(record)
     assert "self-identity" in html and "ChatGPT" in html
+    assert "<pre>Who are you?</pre>" in html
+    assert "who-1 · en · sample 0 · seed 11 · claims: OpenAI (ChatGPT)" in html
+    assert "<pre>&lt;script&gt;alert(1)&lt;/script&gt;</pre>" in html
     assert "<script" not in html.lower()
 
 
@@ -253,7 +383,7 @@ def _console_text(record: dict) -> str:
     console = Console(
         width=80, record=True, file=io.StringIO(), force_terminal=True, color_system="truecolor"
     )
-    print_summary(record, console)
+    print_summary(typed(record), console)
     return console.export_text()
 
 
@@ -279,7 +409,7 @@ def test_console_does_not_interpret_rich_markup_in_names() -> None:
 
 
 def test_console_minimal_and_original_records() -> None:
-    assert "INCONCLUSIVE" in _console_text({"verdict": {"label": "inconclusive"}})
+    assert "INCONCLUSIVE" in _console_text(minimal_record())
     record = sample_record()
     record["verdict"].update(label="original", parent=None)
     text = _console_text(record)
@@ -287,24 +417,23 @@ def test_console_minimal_and_original_records() -> None:
 
 
 def test_console_prints_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
-    print_summary(sample_record())
+    print_summary(typed(sample_record()))
     out = capsys.readouterr().out
     assert "DERIVED" in out
 
 
 def test_condense_layer_map_in_order() -> None:
-    lm = [[i, i, 0.9] for i in range(30)]
-    assert (
-        condense_layer_map(lm, {"mean": 0.0, "sd": 0.01})
-        == "cand 0-29 -> ref 0-29 in order; 30/30 above null+3sd (0.03)"
-    )
-    dup = [[0, 0, 0.9], [1, 1, 0.9], [2, 1, 0.9], [3, 2, 0.9]]
+    null = Null(mean=0.0, sd=0.01, n=400, kind="unrelated layer pairs")
+    lm = [(i, i, 0.9) for i in range(30)]
+    assert condense_layer_map(lm, null) == "cand 0-29 -> ref 0-29 in order; 30/30 above null+3sd (0.03)"
+    dup = [(0, 0, 0.9), (1, 1, 0.9), (2, 1, 0.9), (3, 2, 0.9)]
     assert "ref used twice or more: 1" in condense_layer_map(dup)
     assert "ref not matched: 3" in condense_layer_map(dup, reference_layers=4)
-    gaps = [[0, 0, 0.9], [1, None, 0.1], [2, None, 0.1], [3, 1, 0.0]]
-    assert condense_layer_map(gaps, {"mean": 0.0, "sd": 0.01}) == (
+    gaps = [(0, 0, 0.9), (1, None, 0.1), (2, None, 0.1), (3, 1, 0.0)]
+    assert condense_layer_map(gaps, null) == (
         "cand 0 -> ref 0, cand 3 -> ref 1; unmatched cand: 1, 2; 1/2 above null+3sd (0.03)"
     )
+    assert condense_layer_map([]) == "no layer map"
 
 
 @pytest.mark.parametrize(

@@ -29,9 +29,9 @@ class FakeBackend:
         self.default = default
         self.responder = responder
         self.name = name
-        self.calls = 0
 
     def _reply(self, messages: Messages, sample: int, seed: int) -> Generation:
+        out: Reply
         if self.responder is not None:
             out = self.responder(messages, sample, seed)
         else:
@@ -47,7 +47,6 @@ class FakeBackend:
 
     def generate(self, batch: Sequence[Messages], max_new_tokens: int, temperature: float, seed: int,
                  n: int) -> list[list[Generation]]:
-        self.calls += 1
         return [[self._reply(list(msgs), j, seed + j) for j in range(n)] for msgs in batch]
 
     def describe(self) -> dict[str, Any]:
@@ -72,7 +71,7 @@ def load_rules(path: Path) -> list[tuple[str, Reply]]:
     raise InputError(f"{path}: fake-backend rules must be a mapping or a list of [pattern, reply] pairs")
 
 
-def create(rules: Any = None, rules_file: str | Path | None = None, **options: Any) -> FakeBackend:
+def create(rules: dict[str, Reply] | list[tuple[str, Reply]] | None = None, rules_file: str | Path | None = None, **options: Any) -> FakeBackend:
     if rules_file is not None:
         rules = load_rules(Path(rules_file))
         options.setdefault("name", Path(rules_file).stem)

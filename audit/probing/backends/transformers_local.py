@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from audit.errors import InputError
 from audit.probing.backends.base import Generation, Messages
@@ -55,7 +55,7 @@ class TransformersBackend:
         finally:
             if bars:
                 hf_logging.enable_progress_bar()
-        self.model.to(device).eval()
+        self.model.to(device).eval()  # type: ignore[arg-type]  # functools.wraps on a method hides the bound self
         tok = self.tokenizer
         tok.padding_side = "left"
         if tok.pad_token is None:
@@ -71,10 +71,11 @@ class TransformersBackend:
             lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
             return "\n".join([*lines, "Assistant:"])
         try:
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            # tokenize=False returns the rendered string; transformers annotates the union of every mode
+            return cast(str, self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
         except Exception:  # noqa: BLE001 - some templates refuse a system role: fold it into the user turn
             merged = _fold_system(messages)
-            return self.tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True)
+            return cast(str, self.tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True))
 
     # ------------------------------------------------------------ generation
 
@@ -114,7 +115,7 @@ class TransformersBackend:
         gens = []
         for row, n_prompt in zip(new.tolist(), prompt_tokens, strict=True):
             length = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))
-            text = tok.decode(row[:length], skip_special_tokens=True).strip()
+            text = cast(str, tok.decode(row[:length], skip_special_tokens=True)).strip()  # one sequence: one str
             gens.append(Generation(text, int(n_prompt), length))
         return gens
 
