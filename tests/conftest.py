@@ -21,6 +21,25 @@ class CliResult:
         return json.loads(self.out)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def records_match_the_published_schema():
+    """Every record any test makes the tool write is checked against the JSON Schema of the record."""
+    from audit.record.models import Record
+    from tests.support.schema import schema_problems
+
+    dump = Record.to_json_dict
+
+    def checked(self: Record) -> dict:
+        data = dump(self)
+        problems = schema_problems(data)
+        assert not problems, "record breaks the published schema: " + "; ".join(problems[:5])
+        return data
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Record, "to_json_dict", checked)
+        yield
+
+
 @pytest.fixture
 def run_cli(capsys):
     """Run `provaudit ARGS...` in-process; return exit code, stdout and stderr."""

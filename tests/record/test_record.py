@@ -12,18 +12,18 @@ import pytest
 from audit.errors import InputError
 from audit.record import Record, evidence_view
 from audit.record.glossary import BEGIN, END, glossary_markdown
-from audit.record.io import json_schema, json_schema_text, load_record, parse_record
+from audit.record.io import json_schema_text, load_record, parse_record
 from audit.record.names import ALL_NAMES, FlagKind, Label, Operation
 from tests.support import tiny
+from tests.support.schema import schema_problems
 
 REPO = Path(__file__).resolve().parents[2]
 V1 = sorted((REPO / "tests" / "fixtures" / "records_v1").glob("*.json"))
-VALIDATOR = jsonschema.Draft202012Validator(json_schema())
 
 
 def _valid(record: dict) -> None:
-    errors = sorted(VALIDATOR.iter_errors(record), key=lambda e: list(e.path))
-    assert not errors, "; ".join(f"{list(e.path)}: {e.message[:200]}" for e in errors[:5])
+    problems = schema_problems(record)
+    assert not problems, "; ".join(problems[:5])
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,14 @@ def test_every_name_has_a_meaning() -> None:
     for enum in ALL_NAMES:
         for member in enum:
             assert len(member.meaning) > 20, member
+
+
+def test_the_schema_check_can_fail() -> None:
+    """The session-wide check (tests/conftest.py) would catch a record the schema does not describe."""
+    good = load_record(str(V1[0])).to_json_dict()
+    assert schema_problems(good) == []
+    assert schema_problems({**good, "verdict": {**good["verdict"], "label": "stolen"}})
+    assert schema_problems({**good, "surprise": 1})
 
 
 def test_records_of_every_command_validate(run_cli, models: dict[str, Path], tmp_path: Path) -> None:
