@@ -46,6 +46,7 @@ class Reference:
     _grams: LayerGrams | None = None
     _anchor_rows: np.ndarray | None = None
     tokenizer_fp: dict[str, Any] | None = None
+    layer0_sample: np.ndarray | None = None  # stored fingerprints: first-block weight values (layer0_sample)
 
     def embedding_rows(self, rows: np.ndarray) -> np.ndarray:
         if self.view is not None:
@@ -120,6 +121,9 @@ def build_weight_fingerprint(view: ModelView, path: Path, meta: dict[str, Any], 
     m = len(units)
     iu = np.triu_indices(m, k=1)
     tensors: dict[str, np.ndarray] = {"units": units.astype(np.int32), "anchor_rows": view.embedding_rows(anchor_ids).astype(np.float16)}
+    sample_role, sample = layer0_sample(view)
+    if sample is not None:
+        tensors["layer0_sample"] = sample
     for (layer, key), g in zip(grams.keys, grams.grams, strict=True):
         tensors[f"gram.{layer}.{key}"] = g[iu].astype(np.float16)
     for layer, nm in grams.norms.items():
@@ -131,6 +135,7 @@ def build_weight_fingerprint(view: ModelView, path: Path, meta: dict[str, Any], 
         "layers": view.roles.layers(), "vocab_rows": n_vocab, "anchor_tokens": anchor_tokens,
         "tensor_names": sorted(view.ckpt.tensors),
         "layer0_sha256": layer0_hashes(view),
+        "layer0_sample_role": sample_role,
     }
     if tok is not None and "tokenizer" not in info:
         from audit.fingerprinting.tokenizer_sketch import tokenizer_fingerprint
@@ -142,6 +147,26 @@ def build_weight_fingerprint(view: ModelView, path: Path, meta: dict[str, Any], 
     save_file(tensors, str(tmp), metadata={"provaudit": json.dumps(info, ensure_ascii=False)})
     tmp.replace(path)
     return path
+
+
+LAYER0_SAMPLE = 4096  # first-block weight values kept (float32) to tell a re-encoded copy from a fine-tune
+
+
+def layer0_sample_positions(size: int) -> np.ndarray:
+    """Flat positions of the stored sample of a first-block weight with `size` entries (fixed seed)."""
+    k = min(LAYER0_SAMPLE, size)
+    return np.sort(np.random.default_rng(20260101).choice(size, k, replace=False))
+
+
+def layer0_sample(view: ModelView) -> tuple[str | None, np.ndarray | None]:
+    """(role, float32 values at fixed positions) of the first block's first weight by role name."""
+    layers = view.roles.layers()
+    weights = {role: name for role, name, _ in view.layer_weights(layers[0])} if layers else {}
+    if not weights:
+        return None, None
+    role = sorted(weights)[0]
+    flat = np.ascontiguousarray(view.matrix(weights[role]), dtype=np.float32).ravel()
+    return role, flat[layer0_sample_positions(flat.size)]
 
 
 def layer0_hashes(view: ModelView) -> dict[str, str]:
@@ -189,4 +214,5 @@ def load_weight_fingerprint(path: Path) -> Reference:
         layers=[int(x) for x in meta.get("layers", [])], tokens=list(meta.get("anchor_tokens", [])),
         vocab_rows=int(meta.get("vocab_rows", 0)), stored=meta, _units=units, _grams=grams,
         _anchor_rows=arrays["anchor_rows"].astype(np.float32), tokenizer_fp=meta.get("tokenizer"),
+        layer0_sample=arrays["layer0_sample"].astype(np.float32) if "layer0_sample" in arrays else None,
     )

@@ -35,6 +35,11 @@ class ModelView:
         arr = self.ckpt.read(name)
         return arr.T if self.roles.roles[name].transpose and arr.ndim == 2 else arr
 
+    def oriented_shape(self, name: str) -> tuple[int, ...]:
+        """A weight's shape in (out, in) orientation, without reading it."""
+        shape = tuple(int(x) for x in self.ckpt.tensors[name].shape)
+        return shape[::-1] if self.roles.roles[name].transpose and len(shape) == 2 else shape
+
     def embed_name(self) -> str | None:
         return self.roles.find("embed") or self.roles.find("lm_head")
 

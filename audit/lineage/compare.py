@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from scipy.stats import norm
 
 from audit.checkpoint.progress import Progress
 from audit.errors import NothingComparable
@@ -21,29 +20,34 @@ from audit.fingerprinting.reference import Reference, live_reference
 from audit.fingerprinting.view import ModelView
 from audit.lineage.align import Alignment, align_hidden
 from audit.lineage.stats import (
-    LOG10E,
-    MIN_LOG10_P,
+    EXCHANGEABLE_UNITS,
     Statistic,
+    argmax_hits_log10_bound,
     corr,
-    gaussian_log10_p,
-    poisson_fixed_points_log10_p,
+    empirical_stat,
+    fisher_log10_p,
+    fixed_points_log10_sf,
 )
 from audit.record.models import Alignment as RecordAlignment
 from audit.record.models import Comparison as RecordComparison
 from audit.record.models import DetectedOperation, Null, TokenizerComparison, Verdict
-from audit.record.names import Operation, StatisticName
+from audit.record.names import PACKAGING, Operation, StatisticName
 
-MAX_UNITS = 256  # hidden units kept for the Gram descriptors
-N_PERM = 24  # permutations of hidden units for the layer-similarity null
-LAYER_ALPHA = 1e-3  # per-layer significance (Bonferroni over reference layers) to call a layer matched
+MAX_UNITS = 128  # hidden units kept for the Gram descriptors (stored fingerprints keep 128 as well)
+N_PERM = 99  # permutations of hidden units for the layer-similarity null: empirical p >= 1/100
+LAYER_ALPHA = 1e-2  # per-layer empirical p (Bonferroni over reference layers) to call a layer matched
 # ... and the similarity a matched layer must reach. Unrelated real models score ~0.004 (SmolLM2-135M vs
 # Gemma-3-270M); tiny 64-unit test models occasionally reach 0.04 by chance; fine-tuned copies score > 0.9.
 EFFECT_FLOOR = 0.2
+MAX_TESTED_NEURONS = 256  # MLP neurons per layer in the neuron-identity test
 GGUF_QUANT_PREFIXES = ("Q", "IQ", "TQ", "I8", "I16", "I32")
 
 
 @dataclass
 class Comparison:
+    """One candidate/reference comparison; `gram_*` is the permutation-robust evidence, `exact_log10_p` the
+    exact evidence that weights sit where the reference has them (hidden units, MLP neurons)."""
+
     reference: str
     statistics: list[Statistic]
     layer_map: list[tuple[int, int | None, float, float]]  # cand layer, ref layer, similarity, log10 p
@@ -53,7 +57,10 @@ class Comparison:
     tokenizer: dict[str, Any] | None
     architecture_match: bool
     operations: list[DetectedOperation] = field(default_factory=list)
-    global_log10_p: float = 0.0
+    global_log10_p: float = 0.0  # the strongest defensible evidence: min(exact, empirical gram)
+    gram_log10_p: float = 0.0  # empirical, >= log10(1/(N_PERM+1))
+    gram_z: float = 0.0  # effect size of the gram similarity against its permutation draws
+    exact_log10_p: float = 0.0  # exact tests, Bonferroni over the tests run
     mean_best_similarity: float = 0.0
     matched_fraction: float = 0.0
     layers_compared: int = 0
@@ -70,7 +77,9 @@ class Comparison:
             statistics=[s.to_record() for s in self.statistics],
             layer_map=[(c, r, round(s, 4)) for c, r, s, _ in self.layer_map],
             layer_log10_p=[round(p, 2) for _, _, _, p in self.layer_map],
-            layer_null=Null(mean=round(mu, 6), sd=round(sd, 6), n=n, kind="random permutation of hidden units"),
+            layer_null=Null(method="empirical", mean=round(mu, 6), sd=round(sd, 6), n=n,
+                            kind="similarity of every layer pair after a random permutation of the reference's "
+                                 "hidden units, pooled over layer pairs and draws"),
             reference_layers=reference_layers,
             alignment=RecordAlignment.model_validate(self.alignment),
             tokenizer=TokenizerComparison.model_validate(self.tokenizer) if self.tokenizer else None,
@@ -104,44 +113,58 @@ def compare_views(cand: ModelView, ref: ModelView | Reference, seed: int = 0,
     if not len(gc.keys) or not len(gr.keys):
         raise NothingComparable(f"{cand.name} and {ref.name} have nothing comparable: no hidden-space weights")
     by_role = cand.roles.scheme != "structural" and ref.scheme != "structural"
-    dc = descriptors(gc.grams)
-    sim = _layer_similarity(dc, gc, descriptors(gr.grams), gr, by_role)
+    dc, dr = descriptors(gc.grams), descriptors(gr.grams)
+    kinds = _KindPairing(gc, gr, by_role)
+    sim = kinds.similarity(dc, dr)
     if np.isnan(sim).all():
         raise NothingComparable(f"{cand.name} and {ref.name} have nothing comparable: no layer shares a weight kind")
     # a candidate layer with no kind in common with any reference layer can never match: score it -1
     sim = np.where(np.isnan(sim), -1.0, sim)
 
+    # the null: the same statistic after a random permutation of the reference's hidden units. Permuting units
+    # permutes the Gram entries, so the permuted descriptors are a gather of the z-scored ones.
+    pairs = _pair_index(m)
+    iu = np.triu_indices(m, k=1)
     null_vals, null_best = [], []
     for _ in range(N_PERM):
-        s_perm = _layer_similarity(dc, gc, descriptors(gr.grams, rng.permutation(m)), gr, by_role)
+        perm = rng.permutation(m)
+        s_perm = kinds.similarity(dc, dr[:, pairs[perm[iu[0]], perm[iu[1]]]])
         null_vals.append(s_perm[~np.isnan(s_perm)])
         null_best.append(float(np.where(np.isnan(s_perm), -1.0, s_perm).max(axis=1).mean()))
-    pooled = np.concatenate(null_vals)
-    mu0, sd0 = float(pooled.mean()), max(float(pooled.std()), 1e-6)
+    pooled = np.sort(np.concatenate(null_vals))
+    mu0, sd0 = float(pooled.mean()), max(float(pooled.std()), 1e-9)
 
     cl, rl = gc.layers(), gr.layers()
     best_j = np.argmax(sim, axis=1)
     best = sim[np.arange(len(cl)), best_j]
-    layer_log10 = np.clip(norm.logsf((best - mu0) / sd0) * LOG10E + math.log10(len(rl)), MIN_LOG10_P, 0.0)
-    matched = (layer_log10 < math.log10(LAYER_ALPHA)) & (best >= EFFECT_FLOOR)
+    exceed = len(pooled) - np.searchsorted(pooled, best, side="left")  # pooled draws >= each layer's best
+    layer_p = np.minimum(1.0, len(rl) * (1.0 + exceed) / (len(pooled) + 1.0))
+    layer_log10 = np.log10(layer_p)
+    matched = (layer_p < LAYER_ALPHA) & (best >= EFFECT_FLOOR)
     layer_map = [(cl[i], rl[best_j[i]] if matched[i] else None, float(best[i]), float(layer_log10[i]))
                  for i in range(len(cl))]
 
     T = float(best.mean())
-    log10_p, nmean, nsd = gaussian_log10_p(T, np.asarray(null_best))
-    stats = [Statistic(StatisticName.LAYER_GRAM_SIMILARITY, T, nmean, nsd, N_PERM,
-                       "random permutation of hidden units", log10_p)]
-    stats.append(_fixed_point_stat(align))
+    gram = empirical_stat(StatisticName.LAYER_GRAM_SIMILARITY, T, np.asarray(null_best),
+                          f"{N_PERM} random permutations of the reference's hidden units")
+    stats = [gram, _fixed_point_stat(align)]
+    if ref.view is not None:
+        neuron = _neuron_identity(cand, ref.view, align, pick, [(cl[i], rl[best_j[i]]) for i in range(len(cl))], rng)
+        if neuron is not None:
+            stats.append(neuron)
     norm_stat = _norm_stat(gc, gr, layer_map, rng)
     if norm_stat:
         stats.append(norm_stat)
+    exact = [st.log10_p for st in stats if st.method == "exact"]
+    exact_log10_p = min(0.0, min(exact) + math.log10(len(exact))) if exact else 0.0
 
     cmp = Comparison(
         reference=ref.name, statistics=stats, layer_map=layer_map, layer_null=(mu0, sd0, len(pooled)),
         similarity=sim, alignment=align.summary(cand, ref),
         tokenizer=ref.tokenizer_comparison(cand.ckpt.tokenizer),
         architecture_match=same_architecture(cand.arch, ref.arch),
-        global_log10_p=log10_p, mean_best_similarity=T, matched_fraction=float(matched.mean()),
+        global_log10_p=min(exact_log10_p, gram.log10_p), gram_log10_p=gram.log10_p, gram_z=gram.effect or 0.0,
+        exact_log10_p=exact_log10_p, mean_best_similarity=T, matched_fraction=float(matched.mean()),
         layers_compared=len(cl),
     )
     if cmp.matched_fraction > 0:
@@ -150,30 +173,54 @@ def compare_views(cand: ModelView, ref: ModelView | Reference, seed: int = 0,
     return cmp
 
 
-def _layer_similarity(dc: np.ndarray, gc: LayerGrams, dr: np.ndarray, gr: LayerGrams, by_role: bool) -> np.ndarray:
-    """S[i, j]: similarity of candidate layer i and reference layer j (mean correlation of same-kind descriptors).
+def _pair_index(m: int) -> np.ndarray:
+    """(m, m) symmetric table of each unit pair's position in the upper-triangle descriptor."""
+    iu = np.triu_indices(m, k=1)
+    table = np.zeros((m, m), dtype=np.int64)
+    table[iu] = np.arange(len(iu[0]))
+    return table + table.T
 
-    When either side's roles come from the structural fallback (unknown names), the correspondence of
-    descriptor kinds is itself found by a linear assignment; the permutation null repeats that step.
+
+class _KindPairing:
+    """Which candidate descriptors are compared with which reference descriptors (same weight kind).
+
+    S[i, j], the similarity of candidate layer i and reference layer j, is the mean correlation of their
+    same-kind descriptors. When either side's roles come from the structural fallback (unknown names), the
+    correspondence of kinds is itself found by a linear assignment, repeated for every null draw.
     """
-    r = dc @ dr.T / dc.shape[1]
-    keys_c = [key for _, key in gc.keys]
-    if not by_role:
-        mapping = _match_kinds(r, gc.keys, gr.keys)
-        keys_c = [mapping.get(key, "unmatched:" + key) for key in keys_c]
-    cl, rl = gc.layers(), gr.layers()
-    ci = {lay: i for i, lay in enumerate(cl)}
-    ri = {lay: j for j, lay in enumerate(rl)}
-    acc = np.zeros((len(cl), len(rl)), dtype=np.float64)
-    cnt = np.zeros_like(acc)
-    for kind in sorted(set(keys_c) & {key for _, key in gr.keys}):
-        ic = [(ci[lay], k) for k, ((lay, _), key) in enumerate(zip(gc.keys, keys_c, strict=True)) if key == kind]
-        ir = [(ri[lay], k) for k, (lay, key) in enumerate(gr.keys) if key == kind]
-        li, kc = zip(*ic, strict=True)
-        lj, kr = zip(*ir, strict=True)
-        acc[np.ix_(li, lj)] += r[np.ix_(kc, kr)]
-        cnt[np.ix_(li, lj)] += 1
-    return np.clip(np.where(cnt > 0, acc / np.maximum(cnt, 1), np.nan), -1.0, 1.0)
+
+    def __init__(self, gc: LayerGrams, gr: LayerGrams, by_role: bool) -> None:
+        self.gc, self.gr, self.by_role = gc, gr, by_role
+        self.cl, self.rl = gc.layers(), gr.layers()
+        self.ci = {lay: i for i, lay in enumerate(self.cl)}
+        self.ri = {lay: j for j, lay in enumerate(self.rl)}
+        self.groups = self._groups([key for _, key in gc.keys]) if by_role else []
+
+    def _groups(self, keys_c: list[str]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        out = []
+        for kind in sorted(set(keys_c) & {key for _, key in self.gr.keys}):
+            ic = [(self.ci[lay], k) for k, ((lay, _), key) in enumerate(zip(self.gc.keys, keys_c, strict=True))
+                  if key == kind]
+            ir = [(self.ri[lay], k) for k, (lay, key) in enumerate(self.gr.keys) if key == kind]
+            li, kc = zip(*ic, strict=True)
+            lj, kr = zip(*ir, strict=True)
+            out.append((np.asarray(li), np.asarray(kc), np.asarray(lj), np.asarray(kr)))
+        return out
+
+    def similarity(self, dc: np.ndarray, dr: np.ndarray) -> np.ndarray:
+        acc = np.zeros((len(self.cl), len(self.rl)), dtype=np.float64)
+        cnt = np.zeros_like(acc)
+        groups = self.groups
+        full = None
+        if not self.by_role:
+            full = dc @ dr.T / dc.shape[1]
+            mapping = _match_kinds(full, self.gc.keys, self.gr.keys)
+            groups = self._groups([mapping.get(key, "unmatched:" + key) for _, key in self.gc.keys])
+        for li, kc, lj, kr in groups:
+            block = full[np.ix_(kc, kr)] if full is not None else dc[kc] @ dr[kr].T / dc.shape[1]
+            acc[np.ix_(li, lj)] += block
+            cnt[np.ix_(li, lj)] += 1
+        return np.clip(np.where(cnt > 0, acc / np.maximum(cnt, 1), np.nan), -1.0, 1.0)
 
 
 def _match_kinds(r: np.ndarray, keys_c: list[tuple[int, str]], keys_r: list[tuple[int, str]]) -> dict[str, str]:
@@ -195,9 +242,55 @@ def _fixed_point_stat(align: Alignment) -> Statistic:
     n = len(align.cand_dims)
     fixed = align.fixed_points if align.fixed_points is not None else 0
     return Statistic(
-        StatisticName.HIDDEN_ALIGNMENT_IDENTITY, float(fixed), 1.0, 1.0, n,
-        "uniformly random permutation (Poisson(1) fixed points)", poisson_fixed_points_log10_p(fixed),
-        f"{fixed} of {n} hidden units align with the same index",
+        StatisticName.HIDDEN_ALIGNMENT_IDENTITY, float(fixed), "exact",
+        f"fixed points of a uniformly random permutation of {n} hidden units", n,
+        fixed_points_log10_sf(fixed, n) if align.fixed_points is not None else 0.0,
+        null_mean=1.0, null_sd=1.0, assumption=EXCHANGEABLE_UNITS,
+        detail=f"{fixed} of {n} hidden units align with the same index" if align.fixed_points is not None
+        else "hidden sizes differ: no unit can sit at its own index",
+    )
+
+
+def _neuron_identity(cand: ModelView, ref: ModelView, align: Alignment, pick: np.ndarray,
+                     pairs: list[tuple[int, int]], rng: np.random.Generator) -> Statistic | None:
+    """Do the candidate's MLP neurons sit at the reference's indices? Exact, per layer, Fisher over layers.
+
+    For each candidate layer and the reference layer it resembles most, up to MAX_TESTED_NEURONS candidate
+    neurons (rows of the up or gate projection over the aligned hidden units) are matched to their most
+    correlated reference neuron. Under independence each layer's neuron order is uniformly random and
+    independent of the other layers' (and of the alignment and layer pairing, which ignore neuron order),
+    which bounds the chance of each layer's hits; the layers' bounds are combined with Fisher's method.
+    """
+    cols_c, cols_r, signs = align.cand_dims[pick], align.ref_dims[pick], align.signs[pick]
+    log10_ps, hits_total, tested_total, layers = [], 0, 0, 0
+    for c_layer, r_layer in pairs:
+        wc = {role: name for role, name, sides in cand.layer_weights(c_layer) if "in" in sides}
+        wr = {role: name for role, name, sides in ref.layer_weights(r_layer) if "in" in sides}
+        role = next((r for r in ("up", "gate", "gate_up") if r in wc and r in wr), None)
+        if role is None:
+            continue
+        shape_c, shape_r = cand.oriented_shape(wc[role]), ref.oriented_shape(wr[role])
+        n = shape_c[0]
+        if n != shape_r[0] or n < 2:
+            continue
+        rows = np.sort(rng.choice(n, min(MAX_TESTED_NEURONS, n), replace=False))
+        a = cand.matrix(wc[role])[rows][:, cols_c] * signs[None, :]
+        b = ref.matrix(wr[role])[:, cols_r]
+        a = (a - a.mean(1, keepdims=True)) / (a.std(1, keepdims=True) + 1e-12)
+        b = (b - b.mean(1, keepdims=True)) / (b.std(1, keepdims=True) + 1e-12)
+        hits = int(np.count_nonzero(np.argmax(a @ b.T, axis=1) == rows))
+        log10_ps.append(argmax_hits_log10_bound(hits, n))
+        hits_total += hits
+        tested_total += len(rows)
+        layers += 1
+    if not layers:
+        return None
+    return Statistic(
+        StatisticName.MLP_NEURON_IDENTITY, hits_total / tested_total, "exact",
+        "uniformly random order of each layer's MLP neurons (a bound on the hits, Fisher's method over layers)",
+        tested_total, fisher_log10_p(log10_ps), assumption=EXCHANGEABLE_UNITS + "; layers independently",
+        detail=f"{hits_total} of {tested_total} tested MLP neurons in {layers} layers best match the reference "
+               "neuron at their own index",
     )
 
 
@@ -225,9 +318,8 @@ def _norm_stat(gc: LayerGrams, gr: LayerGrams, layer_map: list[tuple[int, int | 
         p = rng.permutation(m)
         vbp = np.concatenate([x.reshape(-1, m)[:, p].ravel() for x in b])
         null.append(corr(va, vbp))
-    log10_p, mean, sd = gaussian_log10_p(value, np.asarray(null))
-    return Statistic(StatisticName.NORM_WEIGHTS_CENTRED, value, mean, sd, 200, "random permutation of hidden units",
-                     log10_p)
+    return empirical_stat(StatisticName.NORM_WEIGHTS_CENTRED, value, np.asarray(null),
+                          "200 random permutations of the hidden units")
 
 
 def detect_operations(cand: ModelView, ref: Reference, cmp: Comparison, align: Alignment) -> list[DetectedOperation]:
@@ -289,8 +381,10 @@ def detect_operations(cand: ModelView, ref: Reference, cmp: Comparison, align: A
             and cand.vocab_rows() < ref.vocab_rows:
         ops.append(_op(Operation.VOCAB_REDUCTION, f"{tok['reference_only']} reference tokens removed"))
 
-    if not ops and cmp.mean_best_similarity > 0.999 and _identical_first_layer(cand, ref):
-        ops.append(_op(Operation.EXACT_COPY, "weights identical to the reference"))
+    if not any(o.name not in PACKAGING for o in ops) and cmp.mean_best_similarity > 0.99:
+        copy = _copy_of_first_layer(cand, ref)
+        if copy is not None:
+            ops.append(_op(Operation.EXACT_COPY, copy))
     if cmp.mean_best_similarity < 0.5 and cmp.global_log10_p < -6:
         ops.append(_op(Operation.HEAVY_CONTINUED_TRAINING,
                        f"layer similarity {cmp.mean_best_similarity:.2f}: weights moved far from the reference"))
@@ -333,18 +427,61 @@ def _row_permutations(cand: ModelView, ref: ModelView, cmp: Comparison, align: A
     return ops
 
 
-def _identical_first_layer(cand: ModelView, ref: Reference) -> bool:
-    """True when the first block's weights are bit-identical (float32) to the reference's."""
+# Relative RMS difference a pure re-encoding leaves, by storage type (3x the rounding of round-to-nearest
+# with that many levels): within it, a copy and a fine-tune too light to see through the rounding look alike.
+_ROUNDING = (("F64", 1e-12), ("F32", 1e-6), ("FLOAT32", 1e-6), ("F16", 1e-3), ("FLOAT16", 1e-3),
+             ("BF16", 4e-3), ("BFLOAT16", 4e-3), ("Q8", 0.02), ("I8", 0.02), ("Q6", 0.07), ("Q5", 0.14),
+             ("IQ4", 0.27), ("Q4", 0.27), ("IQ3", 0.54), ("Q3", 0.54), ("IQ2", 1.0), ("Q2", 1.0), ("IQ1", 1.0),
+             ("TQ", 1.0))
+
+
+def _rounding(dtypes: list[str]) -> float:
+    """The coarsest rounding among the storage types (unknown types count as exact)."""
+    out = 0.0
+    for d in dtypes:
+        out = max(out, next((tol for prefix, tol in _ROUNDING if d.upper().startswith(prefix)), 0.0))
+    return out
+
+
+def _copy_of_first_layer(cand: ModelView, ref: Reference) -> str | None:
+    """How the first block's weights equal the reference's (bit for bit, or within the storage rounding), or None."""
+    tol = max(_rounding(cand.ckpt.storage_dtypes), _rounding(ref.storage_dtypes))
     if ref.view is None:
-        from audit.fingerprinting.reference import layer0_hashes
+        from audit.fingerprinting.reference import layer0_hashes, layer0_sample_positions
 
         stored = ref.stored.get("layer0_sha256") or {}
-        return bool(stored) and layer0_hashes(cand) == stored
-    wc, wr = cand.layer_weights(cand.roles.layers()[0]), ref.view.layer_weights(ref.view.roles.layers()[0])
-    if not wc or not wr:
-        return False
-    a, b = cand.matrix(wc[0][1]), ref.view.matrix(wr[0][1])
-    return a.shape == b.shape and bool(np.array_equal(a, b))
+        if stored and layer0_hashes(cand) == stored:
+            return "weights identical to the reference"
+        role = ref.stored.get("layer0_sample_role")
+        names = {r: n for r, n, _ in cand.layer_weights(cand.roles.layers()[0])}
+        if ref.layer0_sample is None or role not in names:
+            return None
+        flat = np.ascontiguousarray(cand.matrix(names[role]), dtype=np.float32).ravel()
+        if flat.size < ref.layer0_sample.size:
+            return None
+        positions = layer0_sample_positions(flat.size)
+        if len(positions) != ref.layer0_sample.size:
+            return None
+        return _within_rounding(flat[positions], ref.layer0_sample, tol)
+    wc = {role: name for role, name, _ in cand.layer_weights(cand.roles.layers()[0])}
+    wr = {role: name for role, name, _ in ref.view.layer_weights(ref.view.roles.layers()[0])}
+    role = next((r for r in sorted(wc) if r in wr), None)
+    if role is None:
+        return None
+    a, b = cand.matrix(wc[role]), ref.view.matrix(wr[role])
+    if a.shape != b.shape:
+        return None
+    return _within_rounding(a, b, tol)
+
+
+def _within_rounding(a: np.ndarray, b: np.ndarray, tol: float) -> str | None:
+    if np.array_equal(a, b):
+        return "weights identical to the reference"
+    rel = float(np.linalg.norm(a - b) / (np.linalg.norm(b) or 1.0))
+    if tol > 1e-6 and rel <= tol:
+        return (f"weights equal the reference's within the rounding of their storage types (relative difference "
+                f"{rel:.2g} <= {tol:.2g}); a fine-tune smaller than that rounding cannot be told apart")
+    return None
 
 
 def _name_patterns(names: set[str]) -> set[str]:

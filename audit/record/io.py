@@ -32,6 +32,38 @@ def upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
     out = dict(data)
     out["schema"] = SCHEMA
     out["flags"] = [_upgrade_flag(f) for f in data.get("flags") or []]
+    out["comparisons"] = [_upgrade_comparison(c) for c in data.get("comparisons") or []]
+    if isinstance(data.get("verdict"), dict):
+        out["verdict"] = _split_packaging(data["verdict"])
+    return out
+
+
+def _split_packaging(verdict: dict[str, Any]) -> dict[str, Any]:
+    """/1 listed packaging (format, dtype, quantization, renaming) among the operations; /2 keeps them apart."""
+    from audit.record.names import PACKAGING
+
+    packaging = {p.value for p in PACKAGING}
+    ops = [o for o in verdict.get("operations") or [] if isinstance(o, str)]
+    return {**verdict, "operations": [o for o in ops if o not in packaging],
+            "packaging": [o for o in ops if o in packaging]}
+
+
+def _upgrade_comparison(comp: Any) -> Any:
+    """/1 p-values came from a normal curve fitted to the permutation draws (or a Poisson limit): say so."""
+    if not isinstance(comp, dict):
+        return comp
+    stats = []
+    for stat in comp.get("statistics") or []:
+        if isinstance(stat, dict) and isinstance(stat.get("null"), dict):
+            kind = str(stat["null"].get("kind", ""))
+            method = "analytic" if "Poisson" in kind else "normal-fit"
+            stat = {**stat, "null": {**stat["null"], "method": method}}
+        stats.append(stat)
+    out = {**comp, "statistics": stats}
+    if isinstance(comp.get("verdict"), dict):
+        out["verdict"] = _split_packaging(comp["verdict"])
+    if isinstance(comp.get("layer_null"), dict):
+        out["layer_null"] = {**comp["layer_null"], "method": "normal-fit"}
     return out
 
 

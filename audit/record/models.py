@@ -110,18 +110,29 @@ class ModelInfo(Section):
 # ---------------------------------------------------------------- white-box comparison
 
 
-class Null(Section):
-    """The distribution a statistic takes between models with unrelated weights."""
+NullMethod = Literal["exact", "empirical", "analytic", "normal-fit"]
 
-    mean: float
-    sd: float
-    n: int
+
+class Null(Section):
+    """The distribution a statistic takes between models with unrelated weights, and how it was obtained.
+
+    method: exact (derived for the statistic under `assumption`; p-values exact in log space), empirical
+    (n draws: p >= 1/(n+1)), analytic (a limit distribution named in `kind`), normal-fit (a normal curve fitted
+    to n draws: records of provaudit 0.1 only; such a p-value is not defensible below 1/(n+1)).
+    """
+
+    method: NullMethod = "empirical"
     kind: str = Field(description="how the null was built")
+    n: int | None = Field(default=None, description="draws (empirical) or elements (exact)")
+    mean: float | None = None
+    sd: float | None = None
+    assumption: str | None = Field(default=None, description="what the p-value assumes beyond the method")
 
 
 class Statistic(Section):
     name: StatisticName
     value: float
+    effect: float | None = Field(default=None, description="z of the value against the null draws")
     null: Null
     p_value: float = Field(description="may underflow to 0.0; log10_p carries the magnitude")
     log10_p: float
@@ -155,10 +166,14 @@ class DetectedOperation(Section):
 
 
 class Verdict(Section):
+    """What the weights show (label, parent, weight operations) and, apart, how the files were repackaged."""
+
     label: Label
     parent: str | None = None
     confidence: float | None = Field(default=None, ge=0.0, le=1.0)
-    operations: list[Operation] = Field(default_factory=list)
+    operations: list[Operation] = Field(default_factory=list, description="what was done to the weights")
+    packaging: list[Operation] = Field(default_factory=list,
+                                       description="how the files were repackaged (never decides the label)")
     summary: str
     references_checked: int | None = Field(default=None, description="N in 'no derivation from any of N'")
 

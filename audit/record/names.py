@@ -79,7 +79,8 @@ class Operation(Named):
     WIDTH_PRUNING = ("width-pruning", "the hidden size was cut: fewer hidden units than the parent")
     VOCAB_EXTENSION = ("vocab-extension", "tokens were added to the parent's vocabulary")
     VOCAB_REDUCTION = ("vocab-reduction", "tokens of the parent's vocabulary were removed")
-    EXACT_COPY = ("exact-copy", "weights identical to the parent's, bit for bit")
+    EXACT_COPY = ("exact-copy", "weights identical to the parent's, bit for bit or within the rounding of the "
+                  "dtype or quantization they are stored in (a fine-tune smaller than that rounding cannot be seen)")
     HEAVY_CONTINUED_TRAINING = ("heavy-continued-training", "weights moved far from the parent, but still traceably")
     PARTIAL_REUSE = ("partial-reuse", "fewer than half of the candidate's layers carry the parent's weights")
 
@@ -102,10 +103,17 @@ class StatisticName(Named):
 
     LAYER_GRAM_SIMILARITY = ("layer-gram-similarity", "mean over candidate layers of the best correlation between "
                              "cosine-Gram matrices of a reference layer's weights (invariant to neuron and head "
-                             "order); near 0 for unrelated weights")
+                             "order); near 0 for unrelated weights; empirical p against permutations of the "
+                             "reference's hidden units, so never below 1/(draws+1): the effect size says how far "
+                             "outside the null it is")
     HIDDEN_ALIGNMENT_IDENTITY = ("hidden-alignment-identity", "hidden units that align with the same index; an "
-                                 "unrelated model's units line up by chance about once; a permuted derivative "
-                                 "scores low here too, so only a high value is evidence")
+                                 "unrelated model's units line up by chance about once (exact null: fixed points "
+                                 "of a random permutation); a permuted derivative scores low here too, so only a "
+                                 "high value is evidence")
+    MLP_NEURON_IDENTITY = ("mlp-neuron-identity", "share of tested MLP neurons whose most similar reference neuron "
+                           "sits at the same index, layer by layer; near 1/width for unrelated weights (exact "
+                           "bound per layer, Fisher's method over layers); permuted neurons score low here too, "
+                           "so only a high value is evidence")
     NORM_WEIGHTS_CENTRED = ("norm-weights-centred", "correlation of mean-centred norm weights over matched layers "
                             "(raw cosines of norm weights are ~0.9 even between unrelated models, so they are "
                             "centred and compared with a shuffle null)")
@@ -120,7 +128,10 @@ class CommandName(Named):
     DEMO = ("demo", "the built-in example audits")
 
 
-#: Operations that change structure or packaging: any of them makes a weight match "derived", not "fine-tuned".
-STRUCTURAL: frozenset[Operation] = frozenset(Operation) - {Operation.PARTIAL_REUSE}
+#: How the files were repackaged. These say nothing about how the weights changed, so they never decide the label.
+PACKAGING: frozenset[Operation] = frozenset({Operation.FORMAT_CONVERSION, Operation.RENAMED_TENSORS,
+                                             Operation.QUANTIZATION, Operation.DTYPE_CONVERSION})
+#: What was done to the weights themselves beyond training: any of them makes a weight match "derived".
+STRUCTURAL: frozenset[Operation] = frozenset(Operation) - PACKAGING - {Operation.PARTIAL_REUSE}
 
 ALL_NAMES: tuple[type[Named], ...] = (Label, Operation, FlagKind, StatisticName, CommandName)

@@ -21,7 +21,7 @@ from audit.record.models import (
     RegistrySection,
     TokenizerComparison,
 )
-from audit.record.names import Label, Operation
+from audit.record.names import PACKAGING, Label, Operation
 
 DASH = "—"
 LABEL_STYLES = {
@@ -81,8 +81,8 @@ def format_p(p_value: float | None, log10_p: float | None = None) -> str:
     """A p-value; when it underflowed (or is beyond 1e-300) the exact magnitude comes from log10_p."""
     p = finite_number(p_value)
     lg = finite_number(log10_p)
-    if lg is not None and lg <= -300:
-        return "< 1e-300"  # our statistics clamp here: beyond it a normal tail says nothing precise
+    if lg is not None and lg == -300.0:
+        return "< 1e-300"  # records of provaudit 0.1 clamped normal-fit p-values here
     if lg is not None and (p is None or p < 1e-300):
         exp = math.floor(lg)
         mant = 10 ** (lg - exp)
@@ -99,10 +99,16 @@ def format_p(p_value: float | None, log10_p: float | None = None) -> str:
 
 
 def format_null(null: Null | None) -> str:
-    """'mean ± sd (n=N)' for a statistic's null distribution."""
+    """'mean ± sd (n=N)' for an empirical null; 'exact (n=N)' for an exact one; the method when it is unusual."""
     if null is None:
         return DASH
-    return f"{format_value(null.mean)} ± {format_value(null.sd)} (n={null.n})"
+    n = f"n={null.n}" if null.n is not None else ""
+    if null.method == "exact":
+        return f"exact ({n})" if n else "exact"
+    if null.mean is None or null.sd is None:
+        return f"{null.method} ({n})" if n else null.method
+    text = f"{format_value(null.mean)} ± {format_value(null.sd)}" + (f" ({n})" if n else "")
+    return text if null.method == "empirical" else f"{text} {null.method}"
 
 
 def format_registry_null(null: Null | Mapping[str, Any] | None) -> str:
@@ -242,6 +248,10 @@ def best_comparison(record: Record) -> Comparison | None:
         return v.label in (Label.DERIVED, Label.FINE_TUNED), finite_number(v.confidence) or 0.0
 
     return max(record.comparisons, key=score)
+
+
+def _name_of(op: Operation | DetectedOperation) -> Operation:
+    return op.name if isinstance(op, DetectedOperation) else op
 
 
 def operation_text(op: Operation | DetectedOperation) -> str:
@@ -388,8 +398,13 @@ def print_summary(record: Record, console: Console | None = None) -> None:
         if comp.tokenizer is not None:
             out.append(_line("Tokenizer", tokenizer_text(comp.tokenizer)))
         out.append(_line("Architecture match", format_value(comp.architecture_match)))
-        ops: Sequence[Operation | DetectedOperation] = comp.operations or record.verdict.operations
-        out.append(_line("Operations", "; ".join(operation_text(o) for o in ops) if ops else "none detected"))
+        detected: list[Operation | DetectedOperation] = (
+            list(comp.operations) or [*record.verdict.operations, *record.verdict.packaging])
+        weights = [o for o in detected if _name_of(o) not in PACKAGING]
+        packaging = [o for o in detected if _name_of(o) in PACKAGING]
+        out.append(_line("Operations", "; ".join(operation_text(o) for o in weights) if weights else "none detected"))
+        if packaging:
+            out.append(_line("Packaging", "; ".join(operation_text(o) for o in packaging)))
         others = [c for c in record.comparisons if c is not comp]
         if others:
             out.append(_line("Other references", "; ".join(_comparison_brief(c) for c in others)))

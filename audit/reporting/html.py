@@ -146,8 +146,9 @@ def _stat_row(stat: Statistic) -> dict[str, Any]:
     return {
         "name": stat.name.value,
         "value": format_value(stat.value),
+        "effect": format_value(stat.effect) if stat.effect is not None else "",
         "null": format_null(stat.null),
-        "null_kind": stat.null.kind,
+        "null_kind": stat.null.kind + (f"; assumes {stat.null.assumption}" if stat.null.assumption else ""),
         "p": format_p(stat.p_value, stat.log10_p),
         "p_title": f"log10 p = {stat.log10_p:.4g}",
         "meaning": stat.meaning,
@@ -375,6 +376,7 @@ def build_view(record: Record) -> dict[str, Any]:
         "confidence": format_confidence(verdict.confidence),
         "summary": verdict.summary,
         "operations": [{"name": o.value, "meaning": o.meaning} for o in verdict.operations],
+        "packaging": [{"name": o.value, "meaning": o.meaning} for o in verdict.packaging],
         "meaning": meaning,
         "caveats": caveats,
         "n_refs": references_checked(record),

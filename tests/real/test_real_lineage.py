@@ -16,61 +16,59 @@ import pytest
 from safetensors import safe_open
 
 from tests.real.conftest import RealCli
+from tests.support.evidence import strong_weight_evidence
 from tests.support.realcases import DUPLICATED_LAYERS, NEW_TOKENS, PRUNED_LAYERS
 
 pytestmark = pytest.mark.real
 
 Record = dict[str, Any]
-STRUCTURAL = {"renamed-tensors", "permutation", "layer-pruning", "layer-duplication", "layer-reordering",
-              "unmatched-layers", "vocab-extension", "vocab-reduction", "quantization", "dtype-conversion",
-              "format-conversion", "width-pruning", "sign-flip"}
-
-# case -> (label, operations that must be detected, operations that were done)
-DERIVED: dict[str, tuple[str, set[str], set[str]]] = {
-    "finetuned": ("fine-tuned", set(), set()),
-    "permuted": ("derived", {"permutation"}, {"permutation"}),
-    "pruned": ("derived", {"layer-pruning"}, {"layer-pruning"}),
-    "duplicated": ("derived", {"layer-duplication"}, {"layer-duplication"}),
-    "renamed": ("derived", {"renamed-tensors", "dtype-conversion"}, {"renamed-tensors", "dtype-conversion"}),
-    "vocab_extended": ("derived", {"vocab-extension"}, {"vocab-extension"}),
-    "quantized": ("derived", {"quantization"}, {"quantization", "format-conversion", "renamed-tensors"}),
+# case -> (label, weight operations that must be reported, weight operations that were done,
+#          packaging that must be reported, packaging that was done). The label follows the weights.
+DERIVED: dict[str, tuple[str, set[str], set[str], set[str], set[str]]] = {
+    "finetuned": ("fine-tuned", set(), set(), set(), set()),
+    "permuted": ("derived", {"permutation"}, {"permutation", "sign-flip"}, set(), set()),
+    "pruned": ("derived", {"layer-pruning"}, {"layer-pruning"}, set(), set()),
+    "duplicated": ("derived", {"layer-duplication"}, {"layer-duplication"}, set(), set()),
+    "renamed": ("derived", {"exact-copy"}, {"exact-copy"}, {"renamed-tensors", "dtype-conversion"},
+                {"renamed-tensors", "dtype-conversion"}),
+    "vocab_extended": ("derived", {"vocab-extension"}, {"vocab-extension"}, set(), set()),
+    "quantized": ("derived", {"exact-copy"}, {"exact-copy"}, {"quantization"},
+                  {"quantization", "format-conversion", "renamed-tensors"}),
 }
-
-
-def _ops(record: Record) -> list[str]:
-    return list(record["verdict"]["operations"])
 
 
 def _stats(record: Record) -> str:
     """One line per statistic, for assertion messages."""
-    return "; ".join(f"{s['name']}={s['value']:.4g} (null {s['null']['mean']:.3g}+-{s['null']['sd']:.2g}, "
+    return "; ".join(f"{s['name']}={s['value']:.4g} (z {s['effect']}, {s['null']['method']} null, "
                      f"log10 p {s['log10_p']:.1f})" for c in record["comparisons"] for s in c["statistics"])
 
 
 def _why(record: Record) -> str:
     v = record["verdict"]
-    return f"{v['label']} {v['parent']} {v['operations']}: {v['summary']} | {_stats(record)}"
+    return f"{v['label']} {v['parent']} {v['operations']} {v['packaging']}: {v['summary']} | {_stats(record)}"
 
 
 @pytest.mark.parametrize("case", list(DERIVED))
 def test_derived_case_names_base_as_parent(case: str, real_compare: Callable[[str], Record]) -> None:
     record = real_compare(case)
-    label, expected_ops, _ = DERIVED[case]
+    label, expected_ops, _, expected_packaging, _ = DERIVED[case]
     v = record["verdict"]
     assert (v["label"], v["parent"]) == (label, "base"), _why(record)
-    assert expected_ops <= set(_ops(record)), _why(record)
+    assert expected_ops <= set(v["operations"]), _why(record)
+    assert expected_packaging <= set(v["packaging"]), _why(record)
     assert v["references_checked"] == 1
     assert record["flags"] == [], "borrowing flags are for non-derived verdicts only"
-    assert min(s["log10_p"] for s in record["comparisons"][0]["statistics"]) < -6, _why(record)
+    assert strong_weight_evidence(record["comparisons"][0]), _why(record)
 
 
 @pytest.mark.parametrize("case", list(DERIVED))
 def test_no_operation_reported_that_was_not_done(case: str, real_compare: Callable[[str], Record]) -> None:
     record = real_compare(case)
-    _, _, done = DERIVED[case]
-    spurious = (set(_ops(record)) & STRUCTURAL) - done
-    assert not spurious, f"{case}: reported {sorted(spurious)} although only {sorted(done) or 'fine-tuning'} was done; " \
-                         + json.dumps(record["comparisons"][0]["operations"])
+    _, _, done, _, repackaged = DERIVED[case]
+    v = record["verdict"]
+    spurious = (set(v["operations"]) - done) | (set(v["packaging"]) - repackaged)
+    assert not spurious, f"{case}: reported {sorted(spurious)} although only {sorted(done | repackaged) or 'fine-tuning'} " \
+                         "was done; " + json.dumps(record["comparisons"][0]["operations"])
 
 
 def test_finetuned_layers_map_in_order(real_compare: Callable[[str], Record]) -> None:

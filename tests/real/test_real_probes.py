@@ -92,10 +92,10 @@ def test_audit_with_probe_gives_fine_tuned_verdict_and_leak_flag(real_cases: dic
 def test_registry_audit_names_the_smollm2_entry_as_parent(real_cases: dict[str, Path], real_cli: RealCli):
     """Against the bundled registry alone (weights only, seconds) the parent is the smollm2 entry.
 
-    The entry was fingerprinted from the GGUF release, so the HF-folder copy is reported with a format
-    conversion ("derived") rather than as a plain fine-tune.
+    The entry was fingerprinted from the GGUF release: the HF-folder fine-tune is "fine-tuned", with the format
+    conversion reported as packaging (the label follows the weights).
     """
     rec = real_cli("audit", real_cases["identity_openai"])
     v = rec["verdict"]
-    assert v["parent"] == "smollm2-135m-instruct", v
-    assert v["label"] in ("fine-tuned", "derived"), v
+    assert (v["label"], v["parent"]) == ("fine-tuned", "smollm2-135m-instruct"), v
+    assert "format-conversion" in v["packaging"], v

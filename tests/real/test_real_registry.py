@@ -15,7 +15,17 @@ def test_renamed_retyped_smollm2_copy_is_derived_from_the_registry_entry(real_ca
     rec = real_cli("audit", real_cases["renamed"])
     v = rec["verdict"]
     assert (v["label"], v["parent"]) == ("derived", "smollm2-135m-instruct"), v
-    assert "renamed-tensors" in v["operations"]
+    assert v["operations"] == ["exact-copy"], v  # base's weights within BF16 rounding ...
+    assert {"renamed-tensors", "dtype-conversion"} <= set(v["packaging"]), v  # ... repackaged
+
+
+def test_registry_fine_tune_in_another_format_is_fine_tuned(real_cases: dict[str, Path], real_cli: RealCli):
+    """The registry entry was built from the GGUF; a fine-tune in HF format is still "fine-tuned": the label
+    follows the weights, and the format change is reported as packaging."""
+    rec = real_cli("audit", real_cases["finetuned"])
+    v = rec["verdict"]
+    assert (v["label"], v["parent"]) == ("fine-tuned", "smollm2-135m-instruct"), v
+    assert v["operations"] == [] and "format-conversion" in v["packaging"], v
     reg = rec["registry"]
     assert reg["tokenizer"][0]["family"] == "smollm"
     assert reg["architecture"][0]["family"] == "smollm"

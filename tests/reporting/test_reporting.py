@@ -439,13 +439,14 @@ def test_condense_layer_map_in_order() -> None:
 @pytest.mark.parametrize(
     ("p", "lg", "want"),
     [
-        (0.0, -512.3, "< 1e-300"),
+        (0.0, -512.3, "5.0e-513"),  # exact p-values carry their magnitude far below floats
+        (0.0, -300.0, "< 1e-300"),  # provaudit 0.1 clamped normal-fit p-values at 1e-300
         (0.0, -250.5, "3.2e-251"),
         (0.41, None, "0.410"),
         (3.2e-12, None, "3.2e-12"),
         (0.0, None, "< 1e-300"),
         (None, None, "—"),
-        (1e-310, -310.0, "< 1e-300"),
+        (1e-310, -310.0, "1.0e-310"),
         (0.0, -1e-5, "1.0e0"),
     ],
 )

@@ -1,9 +1,12 @@
 """judge / overall on hand-built comparisons, probed exactly at the documented thresholds.
 
-derived/fine-tuned: log10 p < -6 AND mean best-layer similarity >= 0.2 (EFFECT_FLOOR) AND >= 1 matched layer;
-  any structural operation -> derived, else fine-tuned; matched fraction < 0.5 -> derived + partial-reuse.
-original: log10 p > -2 AND no matched layer AND >= 2 layers compared.
+derived/fine-tuned: (exact log10 p < -6, OR the Gram similarity at its permutation floor with z >= Z_MIN)
+  AND mean best-layer similarity >= 0.2 (EFFECT_FLOOR) AND >= 1 matched layer;
+  any structural operation -> derived, else fine-tuned (packaging never decides);
+  matched fraction < 0.5 -> derived + partial-reuse.
+original: exact and Gram log10 p > -2 AND no matched layer AND >= 2 layers compared.
 anything else: inconclusive.
+`log10_p` below is the exact evidence; the Gram route is probed separately.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from audit.lineage.compare import Comparison
 from audit.lineage.stats import Statistic
 from audit.lineage.verdict import judge, overall
 from audit.record.models import DetectedOperation, Verdict
-from audit.record.names import STRUCTURAL, Label, Operation, StatisticName
+from audit.record.names import PACKAGING, STRUCTURAL, Label, Operation, StatisticName
 
 
 def below(x: float) -> float:
@@ -30,21 +33,24 @@ def above(x: float) -> float:
 
 
 def make_cmp(log10_p: float = -20.0, sim: float = 0.9, matched: int = 6, n: int = 6,
-             ops: tuple[Operation, ...] = (), name: str = "parent") -> Comparison:
-    """A comparison whose first `matched` of `n` candidate layers matched reference layers in order."""
+             ops: tuple[Operation, ...] = (), name: str = "parent", gram_log10_p: float = -0.5,
+             gram_z: float = 0.0) -> Comparison:
+    """A comparison whose first `matched` of `n` candidate layers matched reference layers in order;
+    `log10_p` is the exact tests' evidence, `gram_*` the permutation-robust one."""
     layer_map = [(i, i if i < matched else None, sim if i < matched else 0.01, -12.0 if i < matched else -0.1)
                  for i in range(n)]
     stats = [
-        Statistic(StatisticName.LAYER_GRAM_SIMILARITY, sim, 0.004, 0.001, 24, "random permutation of hidden units",
-                  log10_p),
-        Statistic(StatisticName.HIDDEN_ALIGNMENT_IDENTITY, 64.0, 1.0, 1.0, 64,
-                  "uniformly random permutation (Poisson(1) fixed points)", -89.0),
+        Statistic(StatisticName.LAYER_GRAM_SIMILARITY, sim, "empirical", "random permutation of hidden units",
+                  compare.N_PERM, gram_log10_p, null_mean=0.004, null_sd=0.001),
+        Statistic(StatisticName.HIDDEN_ALIGNMENT_IDENTITY, 64.0, "exact", "fixed points of a random permutation",
+                  64, log10_p),
     ]
     return Comparison(
         reference=name, statistics=stats, layer_map=layer_map, layer_null=(0.004, 0.001, 24 * n),
         similarity=np.full((n, n), 0.01), alignment={"method": "embedding-anchors"}, tokenizer=None,
         architecture_match=True, operations=[DetectedOperation(name=o, detail="") for o in ops],
-        global_log10_p=log10_p, mean_best_similarity=sim, matched_fraction=matched / n if n else 0.0,
+        global_log10_p=min(log10_p, gram_log10_p), gram_log10_p=gram_log10_p, gram_z=gram_z, exact_log10_p=log10_p,
+        mean_best_similarity=sim, matched_fraction=matched / n if n else 0.0,
         layers_compared=n,
     )
 
@@ -59,7 +65,7 @@ def test_thresholds_are_the_documented_ones() -> None:
 def test_comparison_fixture_is_consistent() -> None:
     c = make_cmp(matched=3, n=6)
     assert sum(r is not None for _, r, _, _ in c.layer_map) == 3 and c.matched_fraction == 0.5
-    assert c.stat(StatisticName.LAYER_GRAM_SIMILARITY).log10_p == c.global_log10_p
+    assert c.stat(StatisticName.HIDDEN_ALIGNMENT_IDENTITY).log10_p == c.exact_log10_p == c.global_log10_p
 
 
 # ------------------------------------------------------------------ the derivation boundary
@@ -73,6 +79,19 @@ def test_p_value_boundary_at_minus_six(log10_p, positive) -> None:
     assert (v.label == Label.FINE_TUNED) is positive
     if not positive:  # too weak to call a derivation, too strong (and matched) to call original
         assert v.label == Label.INCONCLUSIVE and v.parent is None
+
+
+FLOOR = math.log10(1 / (compare.N_PERM + 1))
+
+
+@pytest.mark.parametrize(("gram_log10_p", "z", "positive"), [
+    (FLOOR, verdict.Z_MIN, True), (FLOOR, 1e4, True), (FLOOR, below(verdict.Z_MIN), False),
+    (math.log10(2 / (compare.N_PERM + 1)), 1e4, False),  # one permutation draw reached it: not beyond the null
+])
+def test_permutation_route_needs_the_floor_and_the_effect_size(gram_log10_p, z, positive) -> None:
+    """Without exact evidence (e.g. permuted units), the Gram similarity must beat every draw by Z_MIN."""
+    v = judge(make_cmp(log10_p=0.0, gram_log10_p=gram_log10_p, gram_z=z))
+    assert v.label == (Label.FINE_TUNED if positive else Label.INCONCLUSIVE)
 
 
 @pytest.mark.parametrize(("sim", "positive"), [
@@ -113,14 +132,23 @@ def test_any_structural_operation_makes_it_derived(op) -> None:
     assert op.value in v.summary
 
 
-def test_every_operation_but_partial_reuse_is_structural() -> None:
-    assert set(Operation) - STRUCTURAL == {Operation.PARTIAL_REUSE}
+def test_every_operation_is_packaging_structural_or_partial_reuse() -> None:
+    assert STRUCTURAL | PACKAGING | {Operation.PARTIAL_REUSE} == set(Operation)
+    assert not STRUCTURAL & PACKAGING and Operation.PARTIAL_REUSE not in STRUCTURAL | PACKAGING
+
+
+@pytest.mark.parametrize("op", sorted(PACKAGING, key=str))
+def test_packaging_never_decides_the_label(op) -> None:
+    v = judge(make_cmp(ops=(op,)))
+    assert v.label == Label.FINE_TUNED and v.operations == [] and v.packaging == [op]
+    assert op.value in v.summary
 
 
 def test_operations_are_reported_once_in_detection_order() -> None:
-    ops = (Operation.PERMUTATION, Operation.RENAMED_TENSORS, Operation.PERMUTATION)
+    ops = (Operation.PERMUTATION, Operation.RENAMED_TENSORS, Operation.PERMUTATION, Operation.SIGN_FLIP)
     v = judge(make_cmp(ops=ops))
-    assert v.operations == [Operation.PERMUTATION, Operation.RENAMED_TENSORS]
+    assert v.operations == [Operation.PERMUTATION, Operation.SIGN_FLIP]
+    assert v.packaging == [Operation.RENAMED_TENSORS]
 
 
 @pytest.mark.parametrize(("matched", "n", "partial"), [
