@@ -62,6 +62,7 @@ class Comparison:
     gram_z: float = 0.0  # effect size of the gram similarity against its permutation draws
     exact_log10_p: float = 0.0  # exact tests, Bonferroni over the tests run
     mean_best_similarity: float = 0.0
+    live: bool = True  # the reference is a checkpoint (not a stored fingerprint)
     matched_fraction: float = 0.0
     layers_compared: int = 0
     seconds: float = 0.0
@@ -165,6 +166,7 @@ def compare_views(cand: ModelView, ref: ModelView | Reference, seed: int = 0,
         architecture_match=same_architecture(cand.arch, ref.arch),
         global_log10_p=min(exact_log10_p, gram.log10_p), gram_log10_p=gram.log10_p, gram_z=gram.effect or 0.0,
         exact_log10_p=exact_log10_p, mean_best_similarity=T, matched_fraction=float(matched.mean()),
+        live=ref.view is not None,
         layers_compared=len(cl),
     )
     if cmp.matched_fraction > 0:
@@ -445,7 +447,9 @@ def _rounding(dtypes: list[str]) -> float:
 
 def _copy_of_first_layer(cand: ModelView, ref: Reference) -> str | None:
     """How the first block's weights equal the reference's (bit for bit, or within the storage rounding), or None."""
-    tol = max(_rounding(cand.ckpt.storage_dtypes), _rounding(ref.storage_dtypes))
+    # only the rounding of the candidate's own storage: a copy re-encoded from the reference carries it, while a
+    # float copy of a quantized reference holds its dequantized values exactly
+    tol = _rounding(cand.ckpt.storage_dtypes)
     if ref.view is None:
         from audit.fingerprinting.reference import layer0_hashes, layer0_sample_positions
 

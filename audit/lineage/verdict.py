@@ -8,8 +8,9 @@ and at least one layer matched, either
 - the permutation-robust layer-Gram similarity beats every one of its N_PERM permutation draws (the
   smallest p-value N_PERM draws can give) by an effect size of at least Z_MIN. No independent pair in the
   calibration benchmark (benchmarks/bench_calibration.py) came near it; see docs/statistics.md.
-"original" needs every statistic inside its null (p > 0.01), no layer matched, and at least MIN_LAYERS
-layers compared, so the test had power. Everything else is "inconclusive".
+"original" needs the exact tests inside their null (p > 0.01), the Gram effect below Z_ORIGINAL (what
+independent pairs reach), no layer matched, and at least MIN_LAYERS layers compared, so the test had power.
+Everything else is "inconclusive".
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ DERIVED_LOG10_P = -6.0
 ORIGINAL_LOG10_P = -2.0
 MIN_LAYERS = 2
 Z_MIN = 10.0
+# "original" needs the Gram effect below this: independent real models exceed the permutation null a little
+# (the hidden-unit alignment itself induces some similarity): SmolLM2-135M vs Gemma-3-270M z 4.5, and the
+# calibration benchmark's independent pairs stay below it (docs/statistics.md)
+Z_ORIGINAL = 6.0
 GRAM_FLOOR_LOG10_P = math.log10(1.0 / (N_PERM + 1))
 TOKENIZER_BORROWED_JACCARD = 0.9
 
@@ -70,12 +75,11 @@ def judge(cmp: Comparison) -> Verdict:
                    f"{label} from {cmp.reference}{how}{repack}.")
         return Verdict(label=label, parent=cmp.reference, confidence=confidence, operations=ops,
                        packaging=packaging, summary=summary)
-    if (cmp.gram_log10_p > ORIGINAL_LOG10_P and cmp.exact_log10_p > ORIGINAL_LOG10_P and matched == 0
-            and n >= MIN_LAYERS):
+    if cmp.gram_z < Z_ORIGINAL and cmp.exact_log10_p > ORIGINAL_LOG10_P and matched == 0 and n >= MIN_LAYERS:
         confidence = round(min(0.95, 0.5 + 0.05 * n), 2)
         summary = (f"No layer of the {n} compared carries {cmp.reference}'s weights (layer similarity "
-                   f"{cmp.mean_best_similarity:.3f}, p {_p_text(cmp.gram_log10_p)} against {N_PERM} permutations; "
-                   f"exact tests p {_p_text(cmp.exact_log10_p)}: inside the independent-model null).")
+                   f"{cmp.mean_best_similarity:.3f}, z {cmp.gram_z:.1f} against {N_PERM} permutations, within what "
+                   f"independent models reach; exact tests p {_p_text(cmp.exact_log10_p)}).")
         return Verdict(label=Label.ORIGINAL, confidence=confidence, summary=summary)
     summary = (f"Mixed evidence against {cmp.reference}: {matched} of {n} layers matched ({_evidence_text(cmp)}). "
                "A reference closer to the candidate (an earlier checkpoint of the same family) or more comparable "
@@ -89,7 +93,10 @@ def overall(verdicts: list[Verdict], comparisons: list[Comparison]) -> Verdict:
     positive = [(c, v) for c, v in zip(comparisons, verdicts, strict=True)
                 if v.label in (Label.DERIVED, Label.FINE_TUNED)]
     if positive:
-        cmp, v = max(positive, key=lambda cv: (cv[0].mean_best_similarity, -cv[0].global_log10_p))
+        # the most similar parent; within 0.001 of similarity a checkpoint the user gave wins over a stored
+        # fingerprint (it allows the row-level tests), then the stronger evidence
+        cmp, v = max(positive, key=lambda cv: (round(cv[0].mean_best_similarity, 3), cv[0].live,
+                                               -cv[0].global_log10_p))
         summary = v.summary
         if n > 1:
             others = [c.reference for c, _ in positive if c is not cmp]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from audit.lineage.verdict import DERIVED_LOG10_P, GRAM_FLOOR_LOG10_P, Z_MIN
+from audit.lineage.verdict import DERIVED_LOG10_P, GRAM_FLOOR_LOG10_P, ORIGINAL_LOG10_P, Z_MIN, Z_ORIGINAL
 
 
 def strong_weight_evidence(comparison: dict[str, Any]) -> bool:
@@ -14,3 +14,11 @@ def strong_weight_evidence(comparison: dict[str, Any]) -> bool:
     gram = next(s for s in stats if s["name"] == "layer-gram-similarity")
     robust = gram["log10_p"] <= GRAM_FLOOR_LOG10_P + 1e-3 and gram["effect"] >= Z_MIN
     return exact or robust
+
+
+def inside_independent_null(comparison: dict[str, Any]) -> bool:
+    """Every exact statistic above p = 0.01 and the Gram effect below what independent pairs reach."""
+    stats = comparison["statistics"]
+    gram = next(s for s in stats if s["name"] == "layer-gram-similarity")
+    exact = all(s["log10_p"] > ORIGINAL_LOG10_P for s in stats if s["null"]["method"] == "exact")
+    return exact and gram["effect"] < Z_ORIGINAL
