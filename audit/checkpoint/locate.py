@@ -13,6 +13,7 @@ import numpy as np
 from audit.checkpoint import safetensors_file
 from audit.checkpoint.gguf_file import GGUFFile
 from audit.checkpoint.model import Checkpoint, TensorInfo, TokenizerData
+from audit.checkpoint.onnx_file import ONNXFile
 from audit.checkpoint.tokenizer_files import load_tokenizer
 from audit.errors import InputError
 
@@ -29,10 +30,12 @@ def open_checkpoint(model: str | os.PathLike, allow_pickle: bool = False, name: 
         ckpt.config.update(_sibling_config(path))
     elif path.suffix == ".gguf":
         ckpt = _open_gguf(path)
+    elif path.suffix == ".onnx":
+        ckpt = _open_onnx(path, None)
     elif path.suffix in PICKLE_SUFFIXES:
         ckpt = _open_pickle([path], path, _sibling_config(path), None, allow_pickle)
     else:
-        raise InputError(f"{path}: not a checkpoint (expected a folder, .safetensors, .gguf, or a pickle with --allow-pickle)")
+        raise InputError(f"{path}: not a checkpoint (expected a folder, .safetensors, .gguf, .onnx, or a pickle with --allow-pickle)")
     ckpt.name = name or _default_name(path)
     if not ckpt.tensors:
         raise InputError(f"{path}: the checkpoint holds no tensors")
@@ -111,10 +114,27 @@ def _open_folder(folder: Path, allow_pickle: bool) -> Checkpoint:
         ckpt = _open_gguf(ggufs[0])
         ckpt.path = folder
         return ckpt
+    onnx_model = _folder_onnx(folder)
+    if onnx_model is not None:
+        ckpt = _open_onnx(onnx_model, folder)
+        ckpt.path = folder
+        return ckpt
     pickles = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file())
     if pickles:
         return _open_pickle(pickles, folder, config, tokenizer, allow_pickle)
-    raise InputError(f"{folder}: no weights found (no .safetensors, single .gguf, or pickle files)")
+    raise InputError(f"{folder}: no weights found (no .safetensors, single .gguf, model.onnx, or pickle files)")
+
+
+def _folder_onnx(folder: Path) -> Path | None:
+    """The ONNX export an HF / sentence-transformers folder holds: model.onnx, onnx/model.onnx, or a lone .onnx."""
+    for candidate in (folder / "model.onnx", folder / "onnx" / "model.onnx"):
+        if candidate.is_file():
+            return candidate
+    for sub in (folder, folder / "onnx"):
+        found = sorted(sub.glob("*.onnx")) if sub.is_dir() else []
+        if len(found) == 1 and found[0].is_file():
+            return found[0]
+    return None
 
 
 def _open_safetensors(files: list[Path], path: Path, config: dict[str, Any], tokenizer: TokenizerData | None,
@@ -137,6 +157,19 @@ def _open_safetensors(files: list[Path], path: Path, config: dict[str, Any], tok
 def _open_gguf(path: Path) -> Checkpoint:
     g = GGUFFile(path)
     return Checkpoint(path, "gguf", [path], g.config(), g.tensor_infos(), g.tokenizer(), g.read, _row_reader=g.read)
+
+
+def _open_onnx(path: Path, folder: Path | None) -> Checkpoint:
+    """An .onnx file; config and tokenizer come from its folder (or the HF folder above an `onnx/` one)."""
+    o = ONNXFile(path)
+    home = folder or (path.parent.parent if path.parent.name == "onnx" and (path.parent.parent / "config.json").is_file()
+                      else path.parent)
+    config = o.config()
+    if (home / "config.json").is_file():
+        config.update(_read_json(home / "config.json"))
+    tokenizer = load_tokenizer(home)
+    files = [path, *o.external_files]
+    return Checkpoint(path, "onnx", files, config, o.tensor_infos(), tokenizer, o.read, _row_reader=o.read)
 
 
 def _open_pickle(files: list[Path], path: Path, config: dict[str, Any], tokenizer: TokenizerData | None,

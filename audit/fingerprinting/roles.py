@@ -27,10 +27,11 @@ _HINTS = [
     ("q", r"(^|[._])(wq|q|query|q_proj|to_q)([._]|$)"),
     ("k", r"(^|[._])(wk|k|key|k_proj|to_k)([._]|$)"),
     ("v", r"(^|[._])(wv|v|value|v_proj|to_v)([._]|$)"),
-    ("o", r"(^|[._])(wo|o|out|o_proj|out_proj|attn_out|to_out)([._]|$)"),
+    # the MLP's own names before the generic "out" of the attention output (w_out is an MLP down projection)
     ("gate", r"(^|[._])(w1|gate|gate_proj|w_gate)([._]|$)"),
     ("up", r"(^|[._])(w3|up|up_proj|w_in|fc1|c_fc|w_up)([._]|$)"),
     ("down", r"(^|[._])(w2|down|down_proj|w_out|fc2|w_down)([._]|$)"),
+    ("o", r"(^|[._])(wo|o|out|o_proj|out_proj|attn_out|to_out)([._]|$)"),
 ]
 
 

@@ -40,7 +40,7 @@ LAYER_ALPHA = 1e-2  # per-layer empirical p (Bonferroni over reference layers) t
 # Gemma-3-270M); tiny 64-unit test models occasionally reach 0.04 by chance; fine-tuned copies score > 0.9.
 EFFECT_FLOOR = 0.2
 MAX_TESTED_NEURONS = 256  # MLP neurons per layer in the neuron-identity test
-GGUF_QUANT_PREFIXES = ("Q", "IQ", "TQ", "I8", "I16", "I32")
+GGUF_QUANT_PREFIXES = ("Q", "IQ", "TQ", "I8", "I16", "I32", "MXFP", "NVFP")
 
 
 @dataclass
@@ -328,7 +328,7 @@ def detect_operations(cand: ModelView, ref: Reference, cmp: Comparison, align: A
     """Name what the deriver did: repackaging, permutation, pruning, vocabulary extension, quantization."""
     ops: list[DetectedOperation] = []
     fc, fr = cand.ckpt.format, ref.format
-    converted = (fc == "gguf") != (fr == "gguf")
+    converted = _format_family(fc) != _format_family(fr)
     if converted:
         ops.append(_op(Operation.FORMAT_CONVERSION, f"{fr} -> {fc}"))
     mt_c, mt_r = cand.arch.get("model_type"), ref.arch.get("model_type")
@@ -393,6 +393,11 @@ def detect_operations(cand: ModelView, ref: Reference, cmp: Comparison, align: A
     return ops
 
 
+def _format_family(fmt: str) -> str:
+    """gguf, onnx, or hf (safetensors, HF folders, pickles: one tensor-naming world)."""
+    return fmt if fmt in ("gguf", "onnx") else "hf"
+
+
 def _op(name: Operation, detail: str) -> DetectedOperation:
     return DetectedOperation(name=name, detail=detail)
 
@@ -430,9 +435,11 @@ def _row_permutations(cand: ModelView, ref: ModelView, cmp: Comparison, align: A
 
 
 # Relative RMS difference a pure re-encoding leaves, by storage type (3x the rounding of round-to-nearest
-# with that many levels): within it, a copy and a fine-tune too light to see through the rounding look alike.
+# with that many levels; per-tensor int8 as ONNX exports use it rounds coarser than 32-weight Q8 blocks):
+# within it, a copy and a fine-tune too light to see through the rounding look alike.
 _ROUNDING = (("F64", 1e-12), ("F32", 1e-6), ("FLOAT32", 1e-6), ("F16", 1e-3), ("FLOAT16", 1e-3),
-             ("BF16", 4e-3), ("BFLOAT16", 4e-3), ("Q8", 0.02), ("I8", 0.02), ("Q6", 0.07), ("Q5", 0.14),
+             ("BF16", 4e-3), ("BFLOAT16", 4e-3), ("Q8", 0.02), ("I8", 0.06), ("U8", 0.06), ("INT8", 0.06),
+             ("UINT8", 0.06), ("Q6", 0.07), ("Q5", 0.14), ("MXFP4", 0.27), ("NVFP4", 0.27),
              ("IQ4", 0.27), ("Q4", 0.27), ("IQ3", 0.54), ("Q3", 0.54), ("IQ2", 1.0), ("Q2", 1.0), ("IQ1", 1.0),
              ("TQ", 1.0))
 

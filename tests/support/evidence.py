@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from audit.lineage.verdict import DERIVED_LOG10_P, GRAM_FLOOR_LOG10_P, ORIGINAL_LOG10_P, Z_MIN, Z_ORIGINAL
+from audit.lineage.verdict import DERIVED_LOG10_P, GRAM_FLOOR_LOG10_P, ORIGINAL_LOG10_P, SIM_ORIGINAL, Z_MIN
 
 
 def strong_weight_evidence(comparison: dict[str, Any]) -> bool:
@@ -17,8 +17,8 @@ def strong_weight_evidence(comparison: dict[str, Any]) -> bool:
 
 
 def inside_independent_null(comparison: dict[str, Any]) -> bool:
-    """Every exact statistic above p = 0.01 and the Gram effect below what independent pairs reach."""
+    """Every exact statistic above p = 0.01 and the Gram similarity below what independent pairs stay under."""
     stats = comparison["statistics"]
     gram = next(s for s in stats if s["name"] == "layer-gram-similarity")
     exact = all(s["log10_p"] > ORIGINAL_LOG10_P for s in stats if s["null"]["method"] == "exact")
-    return exact and gram["effect"] < Z_ORIGINAL
+    return exact and gram["value"] < SIM_ORIGINAL
