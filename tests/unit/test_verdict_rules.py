@@ -1,7 +1,8 @@
 """judge / overall on hand-built comparisons, probed exactly at the documented thresholds.
 
 derived/fine-tuned: (exact log10 p < -6, OR the Gram similarity at its permutation floor with z >= Z_MIN)
-  AND mean best-layer similarity >= 0.2 (EFFECT_FLOOR) AND >= 1 matched layer;
+  AND mean best-layer similarity >= 0.25 (EXACT_SIM_FLOOR) for the exact route, 0.4 (EFFECT_FLOOR) for the
+  permutation route, AND >= 1 matched layer;
   any structural operation -> derived, else fine-tuned (packaging never decides);
   matched fraction < 0.5 -> derived + partial-reuse.
 original: exact and Gram log10 p > -2 AND no matched layer AND >= 2 layers compared.
@@ -22,6 +23,8 @@ from audit.lineage.stats import Statistic
 from audit.lineage.verdict import judge, overall
 from audit.record.models import DetectedOperation, Verdict
 from audit.record.names import PACKAGING, STRUCTURAL, Label, Operation, StatisticName
+
+FLOOR = math.log10(1 / (compare.N_PERM + 1))
 
 
 def below(x: float) -> float:
@@ -59,7 +62,8 @@ def test_thresholds_are_the_documented_ones() -> None:
     assert verdict.DERIVED_LOG10_P == -6.0
     assert verdict.ORIGINAL_LOG10_P == -2.0
     assert verdict.MIN_LAYERS == 2
-    assert compare.EFFECT_FLOOR == verdict.EFFECT_FLOOR == 0.2
+    assert compare.EFFECT_FLOOR == verdict.EFFECT_FLOOR == 0.4
+    assert verdict.EXACT_SIM_FLOOR == 0.25 and verdict.SIM_ORIGINAL == 0.3
 
 
 def test_comparison_fixture_is_consistent() -> None:
@@ -81,9 +85,6 @@ def test_p_value_boundary_at_minus_six(log10_p, positive) -> None:
         assert v.label == Label.INCONCLUSIVE and v.parent is None
 
 
-FLOOR = math.log10(1 / (compare.N_PERM + 1))
-
-
 @pytest.mark.parametrize(("gram_log10_p", "z", "positive"), [
     (FLOOR, verdict.Z_MIN, True), (FLOOR, 1e4, True), (FLOOR, below(verdict.Z_MIN), False),
     (math.log10(2 / (compare.N_PERM + 1)), 1e4, False),  # one permutation draw reached it: not beyond the null
@@ -95,10 +96,18 @@ def test_permutation_route_needs_the_floor_and_the_effect_size(gram_log10_p, z, 
 
 
 @pytest.mark.parametrize(("sim", "positive"), [
-    (0.2, True), (above(0.2), True), (below(0.2), False), (0.05, False), (1.0, True),
+    (0.25, True), (above(0.25), True), (below(0.25), False), (0.05, False), (1.0, True),
 ])
-def test_effect_floor_boundary_at_0_2(sim, positive) -> None:
+def test_exact_route_similarity_floor_at_0_25(sim, positive) -> None:
     v = judge(make_cmp(log10_p=-50.0, sim=sim))
+    assert v.label == (Label.FINE_TUNED if positive else Label.INCONCLUSIVE)
+
+
+@pytest.mark.parametrize(("sim", "positive"), [
+    (0.4, True), (above(0.4), True), (below(0.4), False), (0.25, False), (1.0, True),
+])
+def test_permutation_route_similarity_floor_at_0_4(sim, positive) -> None:
+    v = judge(make_cmp(log10_p=0.0, sim=sim, gram_log10_p=FLOOR, gram_z=1e4))
     assert v.label == (Label.FINE_TUNED if positive else Label.INCONCLUSIVE)
 
 
