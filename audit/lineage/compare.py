@@ -131,7 +131,7 @@ def compare_views(cand: ModelView, ref: ModelView | Reference, seed: int = 0,
     null_vals, null_best = [], []
     for _ in range(N_PERM):
         perm = rng.permutation(m)
-        s_perm = kinds.similarity(dc, dr[:, pairs[perm[iu[0]], perm[iu[1]]]])
+        s_perm = kinds.permuted(dc, dr, pairs[perm[iu[0]], perm[iu[1]]])
         null_vals.append(s_perm[~np.isnan(s_perm)])
         null_best.append(float(np.where(np.isnan(s_perm), -1.0, s_perm).max(axis=1).mean()))
     pooled = np.sort(np.concatenate(null_vals))
@@ -210,6 +210,24 @@ class _KindPairing:
             lj, kr = zip(*ir, strict=True)
             out.append((np.asarray(li), np.asarray(kc), np.asarray(lj), np.asarray(kr)))
         return out
+
+    def permuted(self, dc: np.ndarray, dr: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """similarity(dc, dr[:, columns]), with one gather per draw (the null loop's hot path)."""
+        if not self.by_role:
+            return self.similarity(dc, dr[:, columns])
+        if not hasattr(self, "_blocks"):  # candidate blocks and reference rows grouped by kind, once
+            self._blocks = [np.ascontiguousarray(dc[kc]) for _, kc, _, _ in self.groups]
+            self._rows = np.concatenate([kr for *_, kr in self.groups]) if self.groups else np.zeros(0, np.int64)
+            self._ends = np.cumsum([len(kr) for *_, kr in self.groups])
+        drp = dr[self._rows][:, columns]
+        acc = np.zeros((len(self.cl), len(self.rl)), dtype=np.float64)
+        cnt = np.zeros_like(acc)
+        start = 0
+        for (li, _, lj, _), block, end in zip(self.groups, self._blocks, self._ends, strict=True):
+            acc[np.ix_(li, lj)] += block @ drp[start:end].T / dc.shape[1]
+            cnt[np.ix_(li, lj)] += 1
+            start = end
+        return np.clip(np.where(cnt > 0, acc / np.maximum(cnt, 1), np.nan), -1.0, 1.0)
 
     def similarity(self, dc: np.ndarray, dr: np.ndarray) -> np.ndarray:
         acc = np.zeros((len(self.cl), len(self.rl)), dtype=np.float64)
