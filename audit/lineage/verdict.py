@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+from audit.lineage.calibration import confidence
 from audit.lineage.compare import EFFECT_FLOOR, N_PERM, Comparison
 from audit.record.models import (
     ArchitectureBorrowedEvidence,
@@ -76,23 +77,23 @@ def judge(cmp: Comparison) -> Verdict:
         label = Label.DERIVED if any(o in STRUCTURAL for o in ops) or cmp.matched_fraction < 0.5 else Label.FINE_TUNED
         if cmp.matched_fraction < 0.5:
             ops.append(Operation.PARTIAL_REUSE)
-        confidence = round(min(0.99, 0.5 + 0.49 * cmp.matched_fraction), 2)
+        conf, basis = confidence(label)
         how = f" ({', '.join(ops)})" if ops else ""
         summary = (f"{matched} of {n} layers carry {cmp.reference}'s weights ({_evidence_text(cmp)}): "
                    f"{label} from {cmp.reference}{how}{repack}.")
-        return Verdict(label=label, parent=cmp.reference, confidence=confidence, operations=ops,
+        return Verdict(label=label, parent=cmp.reference, confidence=conf, confidence_basis=basis, operations=ops,
                        packaging=packaging, summary=summary)
     if (cmp.mean_best_similarity < SIM_ORIGINAL and cmp.exact_log10_p > ORIGINAL_LOG10_P and matched == 0
             and n >= MIN_LAYERS):
-        confidence = round(min(0.95, 0.5 + 0.05 * n), 2)
+        conf, basis = confidence(Label.ORIGINAL)
         summary = (f"No layer of the {n} compared carries {cmp.reference}'s weights (layer similarity "
                    f"{cmp.mean_best_similarity:.3f}, below the {SIM_ORIGINAL} independent models stay under; exact "
                    f"tests p {_p_text(cmp.exact_log10_p)}).")
-        return Verdict(label=Label.ORIGINAL, confidence=confidence, summary=summary)
+        return Verdict(label=Label.ORIGINAL, confidence=conf, confidence_basis=basis, summary=summary)
     summary = (f"Mixed evidence against {cmp.reference}: {matched} of {n} layers matched ({_evidence_text(cmp)}). "
                "A reference closer to the candidate (an earlier checkpoint of the same family) or more comparable "
                "layers would settle it.")
-    return Verdict(label=Label.INCONCLUSIVE, confidence=0.5, operations=ops, packaging=packaging, summary=summary)
+    return Verdict(label=Label.INCONCLUSIVE, operations=ops, packaging=packaging, summary=summary)
 
 
 def overall(verdicts: list[Verdict], comparisons: list[Comparison]) -> Verdict:
@@ -112,20 +113,21 @@ def overall(verdicts: list[Verdict], comparisons: list[Comparison]) -> Verdict:
             summary += f" Best parent of {n} references checked.{extra}"
         return v.model_copy(update={"summary": summary, "references_checked": n})
     if verdicts and all(v.label == Label.ORIGINAL for v in verdicts):
-        return Verdict(label=Label.ORIGINAL, confidence=min(v.confidence or 0.0 for v in verdicts),
+        conf, basis = confidence(Label.ORIGINAL)
+        return Verdict(label=Label.ORIGINAL, confidence=conf, confidence_basis=basis,
                        summary=f"No derivation from any of the {n} reference(s) checked "
                                f"({', '.join(c.reference for c in comparisons)}) was found in the weights.",
                        references_checked=n)
     ops = sorted({o for v in verdicts for o in v.operations}, key=str)
     packaging = sorted({o for v in verdicts for o in v.packaging}, key=str)
-    return Verdict(label=Label.INCONCLUSIVE, confidence=0.5, operations=ops, packaging=packaging,
+    return Verdict(label=Label.INCONCLUSIVE, operations=ops, packaging=packaging,
                    summary=" ".join(v.summary for v in verdicts if v.label == Label.INCONCLUSIVE),
                    references_checked=n)
 
 
 def no_weight_evidence(skipped: int) -> Verdict:
     """No stored fingerprint could be compared (registry-only audit of an unrelated vocabulary)."""
-    return Verdict(label=Label.INCONCLUSIVE, confidence=0.5, references_checked=0,
+    return Verdict(label=Label.INCONCLUSIVE, references_checked=0,
                    summary="No weight fingerprint could be compared with this model "
                            f"({skipped} skipped for lack of shared tokens or layers); pass --reference with a "
                            "candidate parent checkpoint to settle it.")

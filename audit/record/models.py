@@ -170,7 +170,10 @@ class Verdict(Section):
 
     label: Label
     parent: str | None = None
-    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0,
+                                     description="1 - the 95% upper bound of this kind of verdict's measured error "
+                                                 "rate; null for inconclusive")
+    confidence_basis: str | None = Field(default=None, description="the measurement the confidence rests on")
     operations: list[Operation] = Field(default_factory=list, description="what was done to the weights")
     packaging: list[Operation] = Field(default_factory=list,
                                        description="how the files were repackaged (never decides the label)")

@@ -122,7 +122,8 @@ def _explanation(record: Record) -> tuple[list[str], list[str]]:
         "A shared architecture or tokenizer is reported as a flag (architecture-borrowed, tokenizer-borrowed), "
         "not as a derivation.",
         "Each p-value is the chance of seeing a statistic this extreme between independently trained models "
-        "(the null); confidence is the tool's own overall judgement, not a probability of the label.",
+        "(the null); confidence is 1 minus the 95% upper bound of the error rate measured for this kind of "
+        "verdict in the calibration benchmark (what it rests on is stated with it), not a probability of the label.",
         "Black-box probe findings (distillation-leak, wrapper-suspected) describe behaviour, not weights.",
     ]
     return [paragraph], caveats
@@ -374,6 +375,7 @@ def build_view(record: Record) -> dict[str, Any]:
         "label_class": verdict.label.value,
         "parent": parent if parent is not None else "none",
         "confidence": format_confidence(verdict.confidence),
+        "confidence_basis": verdict.confidence_basis or "",
         "summary": verdict.summary,
         "operations": [{"name": o.value, "meaning": o.meaning} for o in verdict.operations],
         "packaging": [{"name": o.value, "meaning": o.meaning} for o in verdict.packaging],

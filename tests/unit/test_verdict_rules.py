@@ -177,10 +177,26 @@ def test_partial_reuse_comes_after_the_detected_operations() -> None:
     assert v.operations == [Operation.LAYER_PRUNING, Operation.PARTIAL_REUSE]
 
 
-def test_confidence_grows_with_the_matched_fraction() -> None:
-    conf = [judge(make_cmp(matched=k, n=8)).confidence for k in range(1, 9)]
-    assert all(a is not None and b is not None and a <= b for a, b in zip(conf, conf[1:], strict=False))
-    assert conf[0] < conf[-1] <= 0.99
+def test_confidence_is_the_measured_error_bound() -> None:
+    """Confidence is 1 - the 95% upper bound of the calibrated error rate of that kind of verdict, and says so."""
+    from audit.lineage.calibration import load_calibration, upper_bound
+
+    cal = load_calibration()
+    positive = judge(make_cmp())
+    assert positive.confidence == round(1 - upper_bound(cal.independent_called_derived, cal.independent_pairs), 3)
+    assert positive.confidence_basis and str(cal.independent_pairs) in positive.confidence_basis
+    original = judge(make_cmp(log10_p=-0.3, sim=0.004, matched=0))
+    assert original.confidence == round(1 - upper_bound(cal.derived_called_original, cal.derived_pairs), 3)
+    unsure = judge(make_cmp(log10_p=-4.0, sim=0.05, matched=0))
+    assert unsure.label == Label.INCONCLUSIVE and unsure.confidence is None
+
+
+def test_clopper_pearson_bound() -> None:
+    from audit.lineage.calibration import upper_bound
+
+    assert upper_bound(0, 122) == pytest.approx(1 - 0.05 ** (1 / 122))  # exact for zero errors
+    assert upper_bound(5, 5) == 1.0 and upper_bound(0, 0) == 1.0
+    assert upper_bound(1, 100) > upper_bound(0, 100)
 
 
 # ------------------------------------------------------------------ original
