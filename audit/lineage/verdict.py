@@ -32,7 +32,7 @@ from audit.record.names import PACKAGING, STRUCTURAL, Label, Operation
 DERIVED_LOG10_P = -6.0
 ORIGINAL_LOG10_P = -2.0
 MIN_LAYERS = 2
-Z_MIN = 10.0
+Z_MIN = 100.0  # independent pairs reach z 56 against the permutation draws, derived pairs >= 300
 # "original" needs the best layers' similarity below this. Independent real models exceed the permutation
 # null a little, because the hidden-unit alignment itself induces some similarity, and on big models that is
 # many permutation sds (Qwen2.5-Coder 1.5B vs 0.5B: similarity 0.017, z 11): the similarity itself is the

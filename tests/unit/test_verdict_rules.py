@@ -1,7 +1,7 @@
 """judge / overall on hand-built comparisons, probed exactly at the documented thresholds.
 
 derived/fine-tuned: (exact log10 p < -6, OR the Gram similarity at its permutation floor with z >= Z_MIN)
-  AND mean best-layer similarity >= 0.25 (EXACT_SIM_FLOOR) for the exact route, 0.4 (EFFECT_FLOOR) for the
+  AND mean best-layer similarity >= 0.25 (EXACT_SIM_FLOOR) for the exact route, 0.5 (EFFECT_FLOOR) for the
   permutation route, AND >= 1 matched layer;
   any structural operation -> derived, else fine-tuned (packaging never decides);
   matched fraction < 0.5 -> derived + partial-reuse.
@@ -62,7 +62,8 @@ def test_thresholds_are_the_documented_ones() -> None:
     assert verdict.DERIVED_LOG10_P == -6.0
     assert verdict.ORIGINAL_LOG10_P == -2.0
     assert verdict.MIN_LAYERS == 2
-    assert compare.EFFECT_FLOOR == verdict.EFFECT_FLOOR == 0.4
+    assert compare.EFFECT_FLOOR == verdict.EFFECT_FLOOR == 0.5
+    assert verdict.Z_MIN == 100.0
     assert verdict.EXACT_SIM_FLOOR == 0.25 and verdict.SIM_ORIGINAL == 0.3
 
 
@@ -104,9 +105,9 @@ def test_exact_route_similarity_floor_at_0_25(sim, positive) -> None:
 
 
 @pytest.mark.parametrize(("sim", "positive"), [
-    (0.4, True), (above(0.4), True), (below(0.4), False), (0.25, False), (1.0, True),
+    (0.5, True), (above(0.5), True), (below(0.5), False), (0.25, False), (1.0, True),
 ])
-def test_permutation_route_similarity_floor_at_0_4(sim, positive) -> None:
+def test_permutation_route_similarity_floor_at_0_5(sim, positive) -> None:
     v = judge(make_cmp(log10_p=0.0, sim=sim, gram_log10_p=FLOOR, gram_z=1e4))
     assert v.label == (Label.FINE_TUNED if positive else Label.INCONCLUSIVE)
 
