@@ -53,12 +53,13 @@ class Label(Named):
     ORIGINAL = ("original", "No derivation from any of the N references checked: no reference's weights were found "
                 "inside this model, every weight statistic sits inside what independently trained models show, and "
                 "enough layers were compared to have had the power to see a derivation.")
-    DERIVED = ("derived", "The parent's weights are demonstrably inside this model, but its structure or packaging "
-               "changed (renamed or re-typed tensors, permuted units, pruned or duplicated layers, an extended "
-               "vocabulary, quantization, a re-export); each operation detected is named.")
-    FINE_TUNED = ("fine-tuned", "The parent's weights carried over with the same structure: same tensor roles and "
-                  "shapes, layers matched in order, no permutation, and weight statistics far outside what "
-                  "independent models show. Typical of SFT, RLHF, LoRA merges or short continued pretraining.")
+    DERIVED = ("derived", "The parent's weights are demonstrably inside this model, and something beyond training was "
+               "done to them: permuted units, pruned or duplicated layers, a changed vocabulary or width, partial "
+               "reuse, or an unchanged copy; each weight operation detected is named. How the files were repackaged "
+               "(format, dtype, quantization, tensor names) is reported apart and never decides the label.")
+    FINE_TUNED = ("fine-tuned", "The parent's weights carried over in place and changed by training: same tensor roles "
+                  "and shapes, layers matched in order, no permutation, however the files were repackaged. Typical "
+                  "of SFT, RLHF, LoRA merges or short continued pretraining.")
     INCONCLUSIVE = ("inconclusive", "The evidence is mixed or too thin to decide either way; the summary says what "
                     "would settle it (a closer reference, more comparable layers, the original tokenizer).")
 
