@@ -59,3 +59,12 @@ def architecture(ckpt: Checkpoint, roles: RoleMap) -> dict[str, Any]:
 def same_architecture(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """True when the structural signature (sizes, depth, heads, vocabulary) agrees."""
     return all(a.get(k) == b.get(k) for k in SIGNATURE_KEYS if a.get(k) is not None or b.get(k) is not None)
+
+
+def same_family_layout(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """True when two models share a family's layout at different sizes: the same declared model_type, the
+    same tensor roles in a block and the same vocabulary size (e.g. two sizes of one vendor's release)."""
+    mt = a.get("model_type")
+    return (bool(mt) and mt != "unknown" and mt == b.get("model_type")
+            and set(a.get("layer_roles") or {}) == set(b.get("layer_roles") or {})
+            and a.get("vocab_size") == b.get("vocab_size"))

@@ -6,7 +6,7 @@ from functools import lru_cache
 
 import yaml
 from pydantic import ValidationError
-from scipy.stats import beta
+from scipy.special import betaincinv
 
 from audit.datafiles import FileModel, error_lines
 from audit.paths import data_dir
@@ -34,7 +34,7 @@ def upper_bound(errors: int, trials: int, level: float = LEVEL) -> float:
         return 1.0
     if errors >= trials:
         return 1.0
-    return float(beta.ppf(level, errors + 1, trials - errors))
+    return float(betaincinv(errors + 1, trials - errors, level))  # the beta quantile, without scipy.stats
 
 
 @lru_cache(maxsize=1)

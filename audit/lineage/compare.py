@@ -14,7 +14,7 @@ from scipy.optimize import linear_sum_assignment
 
 from audit.checkpoint.progress import Progress
 from audit.errors import NothingComparable
-from audit.fingerprinting.architecture import same_architecture
+from audit.fingerprinting.architecture import same_architecture, same_family_layout
 from audit.fingerprinting.grams import LayerGrams, compute_grams, descriptors
 from audit.fingerprinting.reference import Reference, live_reference
 from audit.fingerprinting.view import ModelView
@@ -58,6 +58,7 @@ class Comparison:
     alignment: dict[str, Any]
     tokenizer: dict[str, Any] | None
     architecture_match: bool
+    family_layout_match: bool = False  # same model_type, block layout and vocabulary at another size
     operations: list[DetectedOperation] = field(default_factory=list)
     global_log10_p: float = 0.0  # the strongest defensible evidence: min(exact, empirical gram)
     gram_log10_p: float = 0.0  # empirical, >= log10(1/(N_PERM+1))
@@ -166,6 +167,7 @@ def compare_views(cand: ModelView, ref: ModelView | Reference, seed: int = 0,
         similarity=sim, alignment=align.summary(cand, ref),
         tokenizer=ref.tokenizer_comparison(cand.ckpt.tokenizer),
         architecture_match=same_architecture(cand.arch, ref.arch),
+        family_layout_match=same_family_layout(cand.arch, ref.arch),
         global_log10_p=min(exact_log10_p, gram.log10_p), gram_log10_p=gram.log10_p, gram_z=gram.effect or 0.0,
         exact_log10_p=exact_log10_p, mean_best_similarity=T, matched_fraction=float(matched.mean()),
         live=ref.view is not None,
@@ -215,16 +217,25 @@ class _KindPairing:
         """similarity(dc, dr[:, columns]), with one gather per draw (the null loop's hot path)."""
         if not self.by_role:
             return self.similarity(dc, dr[:, columns])
-        if not hasattr(self, "_blocks"):  # candidate blocks and reference rows grouped by kind, once
+        if getattr(self, "_for", None) is not dr:  # candidate blocks and reference rows grouped by kind, once
             self._blocks = [np.ascontiguousarray(dc[kc]) for _, kc, _, _ in self.groups]
-            self._rows = np.concatenate([kr for *_, kr in self.groups]) if self.groups else np.zeros(0, np.int64)
+            rows = np.concatenate([kr for *_, kr in self.groups]) if self.groups else np.zeros(0, np.int64)
+            self._dr_rows = np.ascontiguousarray(dr[rows])
             self._ends = np.cumsum([len(kr) for *_, kr in self.groups])
-        drp = dr[self._rows][:, columns]
+            shapes = {(len(kc), len(kr)) for _, kc, _, kr in self.groups}
+            self._stacked = np.stack(self._blocks) if len(shapes) == 1 else None  # one batched product per draw
+            self._buffer = np.empty_like(self._dr_rows)
+            self._for = dr
+        drp = np.take(self._dr_rows, columns, axis=1, out=self._buffer)  # no allocation per draw
         acc = np.zeros((len(self.cl), len(self.rl)), dtype=np.float64)
         cnt = np.zeros_like(acc)
+        if self._stacked is not None:
+            g, b = len(self.groups), len(self.groups[0][3])
+            products = np.matmul(self._stacked, drp.reshape(g, b, -1).transpose(0, 2, 1)) / dc.shape[1]
         start = 0
-        for (li, _, lj, _), block, end in zip(self.groups, self._blocks, self._ends, strict=True):
-            acc[np.ix_(li, lj)] += block @ drp[start:end].T / dc.shape[1]
+        for k, ((li, _, lj, _), block, end) in enumerate(zip(self.groups, self._blocks, self._ends, strict=True)):
+            part = products[k] if self._stacked is not None else block @ drp[start:end].T / dc.shape[1]
+            acc[np.ix_(li, lj)] += part
             cnt[np.ix_(li, lj)] += 1
             start = end
         return np.clip(np.where(cnt > 0, acc / np.maximum(cnt, 1), np.nan), -1.0, 1.0)

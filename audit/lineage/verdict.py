@@ -139,11 +139,17 @@ def flags(verdict: Verdict, comparisons: list[Comparison]) -> list[ArchitectureB
         return []
     out: list[ArchitectureBorrowedFlag | TokenizerBorrowedFlag] = []
     arch = [c.reference for c in comparisons if c.architecture_match]
+    family = [c.reference for c in comparisons if c.family_layout_match and not c.architecture_match]
     if arch:
         out.append(ArchitectureBorrowedFlag(
             detail=f"same architecture as {', '.join(arch)} (sizes, depth, heads, vocabulary), "
                    "but not the same weights; using a published architecture is not a derivation",
             evidence=ArchitectureBorrowedEvidence(references=arch)))
+    elif family:
+        out.append(ArchitectureBorrowedFlag(
+            detail=f"same architecture family as {', '.join(family)} at another size (model type, block layout, "
+                   "vocabulary), but not the same weights: sibling sizes of one release are trained apart",
+            evidence=ArchitectureBorrowedEvidence(references=family)))
     tok = [(c.reference, c.tokenizer) for c in comparisons
            if c.tokenizer and c.tokenizer["jaccard"] >= TOKENIZER_BORROWED_JACCARD]
     if tok:

@@ -113,9 +113,6 @@ def test_two_sizes_of_one_family_flag_the_shared_tokenizer(key: str, pair_record
     assert "tokenizer-borrowed" in [f.kind.value for f in record.flags], _why(record)
 
 
-@pytest.mark.xfail(strict=True, reason="architecture-borrowed needs identical sizes (same_architecture compares "
-                                       "hidden size, depth, heads, intermediate size): two sizes of one family "
-                                       "(qwen2, same layer layout, GQA, vocabulary) are not flagged")
 @pytest.mark.parametrize("key", ["qwen-sizes", "qwen-sizes-rev"])
 def test_two_sizes_of_one_family_flag_the_shared_architecture(key: str, pair_record: Callable[[Pair], Any]) -> None:
     record = pair_record(BY_KEY[key])
