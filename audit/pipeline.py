@@ -87,6 +87,16 @@ class Request:
         return self.model is not None and (bool(self.references) or self.registries is not None)
 
 
+def split_reference(spec: str) -> tuple[str, str | None]:
+    """A reference as given on a command line or in a manifest: 'name=path' -> (path, name), a plain path ->
+    (path, None)."""
+    if "=" in spec:
+        name, path = spec.split("=", 1)
+        if name and "/" not in name:
+            return path, name
+    return spec, None
+
+
 def run(request: Request, progress: Progress | None = None, warn: Warn | None = None,
         reuse_registry: bool = False) -> Record:
     """Carry out `request`; InputError (exit 2) for unusable input, nothing written.

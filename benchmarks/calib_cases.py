@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))  # appended: a PYTHONPATH checkout of audit/ and tests/ still wins
@@ -287,56 +285,6 @@ def _quiet_transformers() -> None:
 # GGUF with more quantization types than tiny.save_gguf
 
 
-def save_gguf_quant(m: tiny.TinyModel, path: Path, quant: str, name: str = "calib") -> Path:
-    """A llama-arch model as GGUF (llama.cpp names, q/k rows interleaved as convert_hf_to_gguf does), every 2-D
-    weight quantized to `quant` (any type gguf.quants.quantize can write: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, TQ1_0,
-    TQ2_0, MXFP4, F16, BF16, F32); a row that does not split into whole blocks falls back to F16."""
-    import gguf
-    from gguf.quants import quantize
-
-    qtype = gguf.GGMLQuantizationType[quant]
-    block = gguf.GGML_QUANT_SIZES[qtype][0]
-    nh, nkv, hd = tiny._heads(m)
-    cfg = m.config
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_name(name)
-    w.add_context_length(int(cfg.get("max_position_embeddings", 2048)))
-    w.add_embedding_length(tiny._hidden_size(m))
-    w.add_block_count(tiny.layer_count(m))
-    w.add_feed_forward_length(int(cfg["intermediate_size"]))
-    w.add_head_count(nh)
-    w.add_head_count_kv(nkv)
-    w.add_rope_dimension_count(hd)
-    w.add_rope_freq_base(float(cfg.get("rope_theta", 10000.0)))
-    w.add_layer_norm_rms_eps(float(cfg.get("rms_norm_eps", 1e-5)))
-    w.add_vocab_size(len(m.tokens))
-    ftype = getattr(gguf.LlamaFileType, f"MOSTLY_{quant}", None)
-    if ftype is not None:
-        w.add_file_type(int(ftype))
-    w.add_tokenizer_model("gpt2")
-    w.add_token_list(m.tokens)
-    w.add_token_types([int(gguf.TokenType.NORMAL)] * len(m.tokens))
-    w.add_bos_token_id(int(cfg.get("bos_token_id") or 1))
-    w.add_eos_token_id(int(cfg.get("eos_token_id") or 2))
-    tensors = tiny._rename_dict(m.tensors, tiny.layer_count(m), tiny.llama_naming(m), "gguf")
-    for tname, arr in tensors.items():
-        a = np.asarray(arr, dtype=np.float32)
-        if tname.endswith("attn_q.weight"):
-            a = tiny._rope_interleave(a, nh)
-        elif tname.endswith("attn_k.weight"):
-            a = tiny._rope_interleave(a, nkv)
-        t = qtype if a.ndim >= 2 else gguf.GGMLQuantizationType.F32
-        if a.ndim >= 2 and a.shape[-1] % block:
-            t = gguf.GGMLQuantizationType.F16
-        data = quantize(np.ascontiguousarray(a), t)
-        w.add_tensor(tname, data, raw_dtype=t if data.dtype == np.uint8 else None)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
-
-
 # --------------------------------------------------------------------------------------------------
 # The catalog of checkpoints
 
@@ -434,7 +382,7 @@ class Catalog:
             if fmt in ("F32", "BF16", "F16"):
                 tiny.save_hf(m, out, dtype=fmt)
             else:
-                save_gguf_quant(m, out / "model.gguf", fmt)
+                tiny.save_gguf(m, out / "model.gguf", quant=fmt, name="calib")
 
         label = "+".join(_op_label(o, a) for o, a in ops) or "copy"
         return spec(f"{parent.name}~{label}~{fmt}", {"kind": "synthetic-derived", "parent": parent.key,
@@ -475,7 +423,7 @@ class Catalog:
                     tj["model"]["vocab"].update({t: old + i for i, t in enumerate(m.tokens[old:])})
                     (out / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
             else:
-                save_gguf_quant(m, out / "model.gguf", fmt, name="SmolLM2-derivative")
+                tiny.save_gguf(m, out / "model.gguf", quant=fmt, name="SmolLM2-derivative")
 
         label = name or (("+".join(_op_label(o, a) for o, a in ops) or "copy") + f"~{fmt}")
         return spec(f"smollm2-{label}", {"kind": "real-derived", "parent": parent.key, "ops": [list(o) for o in ops],

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audit.errors import InputError
+from audit.pipeline import split_reference
 
 if TYPE_CHECKING:
     import yaml
@@ -200,7 +201,7 @@ def _check_row(line: int, cells: dict[str, list[str]], base: Path, problems: _Pr
     path = _resolve(model, base, line, problems, "model")
     refs: list[tuple[str, str | None]] = []
     for spec in cells.get("references") or []:
-        ref_path, ref_name = _split_reference(spec)
+        ref_path, ref_name = split_reference(spec)
         resolved = _resolve(ref_path, base, line, problems, "reference")
         if resolved is not None:
             refs.append((resolved, ref_name))
@@ -210,15 +211,6 @@ def _check_row(line: int, cells: dict[str, list[str]], base: Path, problems: _Pr
     name = names[0] if names else None
     return Row(line, model, path, name, tuple(refs), tuple(cells.get("probes") or ()),
                tuple(cells.get("declared") or ()))
-
-
-def _split_reference(spec: str) -> tuple[str, str | None]:
-    """'name=path' -> (path, name); a plain path -> (path, None) (as `provaudit audit -r`)."""
-    if "=" in spec:
-        name, path = spec.split("=", 1)
-        if name and "/" not in name:
-            return path, name
-    return spec, None
 
 
 def _resolve(value: str, base: Path, line: int, problems: _Problems, what: str) -> str | None:

@@ -163,10 +163,9 @@ def request(task: Task) -> Request:
     from audit.pipeline import ProbeRequest, Request
     from audit.record.names import CommandName
 
-    p = task.probe
-    probes = ProbeRequest(tuple(task.suites), p.get("samples", 3), p.get("max_new_tokens", 160),
-                          p.get("temperature", 0.7), p.get("batch_size", 8), p.get("device", "auto"),
-                          tuple(task.declared)) if task.suites else None
+    settings = {k: v for k, v in task.probe.items()
+                if k in ("samples", "max_new_tokens", "temperature", "batch_size", "device")}
+    probes = ProbeRequest(tuple(task.suites), declared=tuple(task.declared), **settings) if task.suites else None
     return Request(CommandName.AUDIT, model=task.model, name=task.explicit_name, references=task.references,
                    registries=task.registries, probes=probes, seed=task.seed, allow_pickle=task.allow_pickle,
                    argv=tuple(task.argv()))

@@ -30,7 +30,7 @@ def audit_(model: str, references: tuple[str, ...], no_registry: bool, registrie
            json_path: str | None, html_path: str | None, seed: int, allow_pickle: bool, quiet: bool) -> None:
     """Audit MODEL against the registry of known families and any references; name the most likely parent."""
     from audit.errors import InputError
-    from audit.pipeline import ProbeRequest, Request, run
+    from audit.pipeline import ProbeRequest, Request, run, split_reference
     from audit.record.models import ProbeFailure
     from audit.record.names import CommandName
 
@@ -46,12 +46,3 @@ def audit_(model: str, references: tuple[str, ...], no_registry: bool, registrie
     if isinstance(record.probe_run, ProbeFailure):
         click.echo(f"provaudit: warning: probes not run: {record.probe_run.error}", err=True)
     emit(record, json_path, html_path, quiet)
-
-
-def split_reference(spec: str) -> tuple[str, str | None]:
-    """'name=path' -> (path, name); a plain path -> (path, None)."""
-    if "=" in spec:
-        name, path = spec.split("=", 1)
-        if name and "/" not in name:
-            return path, name
-    return spec, None

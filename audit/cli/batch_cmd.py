@@ -46,16 +46,16 @@ def batch(manifest: str, out: str | None, cache_dir: str | None, workers: int | 
     """
     from pathlib import Path
 
-    from audit.batch.manifest import _split_reference
     from audit.batch.runner import BatchOptions, run_batch
     from audit.checkpoint.locate import _resolve
     from audit.errors import InputError
+    from audit.pipeline import split_reference
 
     if executor == "local" and ray_address:
         raise click.UsageError("--ray-address goes with --executor ray")
     refs = []
     for spec in references:
-        path, name = _split_reference(spec)
+        path, name = split_reference(spec)
         try:
             refs.append((str(_resolve(path)), name))
         except InputError as exc:

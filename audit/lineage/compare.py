@@ -6,6 +6,7 @@ import math
 import re
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,30 +228,29 @@ class _KindPairing:
             self._buffer = np.empty_like(self._dr_rows)
             self._for = dr
         drp = np.take(self._dr_rows, columns, axis=1, out=self._buffer)  # no allocation per draw
-        acc = np.zeros((len(self.cl), len(self.rl)), dtype=np.float64)
-        cnt = np.zeros_like(acc)
+        d = dc.shape[1]
         if self._stacked is not None:
             g, b = len(self.groups), len(self.groups[0][3])
-            products = np.matmul(self._stacked, drp.reshape(g, b, -1).transpose(0, 2, 1)) / dc.shape[1]
-        start = 0
-        for k, ((li, _, lj, _), block, end) in enumerate(zip(self.groups, self._blocks, self._ends, strict=True)):
-            part = products[k] if self._stacked is not None else block @ drp[start:end].T / dc.shape[1]
-            acc[np.ix_(li, lj)] += part
-            cnt[np.ix_(li, lj)] += 1
-            start = end
-        return np.clip(np.where(cnt > 0, acc / np.maximum(cnt, 1), np.nan), -1.0, 1.0)
+            products = np.matmul(self._stacked, drp.reshape(g, b, -1).transpose(0, 2, 1)) / d
+            return self._mean((li, lj, products[k]) for k, (li, _, lj, _) in enumerate(self.groups))
+        starts = np.concatenate([[0], self._ends[:-1]]).astype(np.int64)
+        return self._mean((li, lj, block @ drp[start:end].T / d) for (li, _, lj, _), block, start, end
+                          in zip(self.groups, self._blocks, starts, self._ends, strict=True))
 
     def similarity(self, dc: np.ndarray, dr: np.ndarray) -> np.ndarray:
+        if self.by_role:
+            return self.permuted(dc, dr, np.arange(dr.shape[1]))
+        full = dc @ dr.T / dc.shape[1]
+        mapping = _match_kinds(full, self.gc.keys, self.gr.keys)
+        groups = self._groups([mapping.get(key, "unmatched:" + key) for _, key in self.gc.keys])
+        return self._mean((li, lj, full[np.ix_(kc, kr)]) for li, kc, lj, kr in groups)
+
+    def _mean(self, parts: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+        """S[i, j] as the mean of the same-kind blocks (candidate layers li x reference layers lj); NaN where
+        a pair of layers shares no kind."""
         acc = np.zeros((len(self.cl), len(self.rl)), dtype=np.float64)
         cnt = np.zeros_like(acc)
-        groups = self.groups
-        full = None
-        if not self.by_role:
-            full = dc @ dr.T / dc.shape[1]
-            mapping = _match_kinds(full, self.gc.keys, self.gr.keys)
-            groups = self._groups([mapping.get(key, "unmatched:" + key) for _, key in self.gc.keys])
-        for li, kc, lj, kr in groups:
-            block = full[np.ix_(kc, kr)] if full is not None else dc[kc] @ dr[kr].T / dc.shape[1]
+        for li, lj, block in parts:
             acc[np.ix_(li, lj)] += block
             cnt[np.ix_(li, lj)] += 1
         return np.clip(np.where(cnt > 0, acc / np.maximum(cnt, 1), np.nan), -1.0, 1.0)

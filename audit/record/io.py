@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from audit.datafiles import error_lines
 from audit.errors import InputError
 from audit.record.models import SCHEMA, Record
 
@@ -95,9 +96,7 @@ def parse_record(data: Any, source: str = "record") -> Record:
     try:
         return Record.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "(top)"
-        raise InputError(f"{source}: malformed record: {where}: {first.get('msg', 'invalid')} "
+        raise InputError(f"{source}: malformed record: {error_lines(exc, Record)[0]} "
                          f"({exc.error_count()} problem{'s' if exc.error_count() != 1 else ''})") from None
 
 

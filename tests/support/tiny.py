@@ -888,20 +888,21 @@ def _rope_interleave(w: np.ndarray, n_head: int) -> np.ndarray:
 def save_gguf(m: TinyModel, path: str | Path, quant: str = "Q8_0", name: str = "tiny-llama") -> Path:
     """Write a llama-arch model as GGUF with llama.cpp names, q/k rows interleaved as llama.cpp does.
 
-    quant "Q8_0" | "F16" | "F32" applies to 2-D weights (Q8_0 falls back to F16 when a row length is
-    not a multiple of 32); 1-D norm weights stay F32, as in llama.cpp.
+    quant is any type gguf.quants.quantize can write (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, TQ1_0, TQ2_0, MXFP4, F16,
+    BF16, F32) and applies to 2-D weights; a row that does not split into whole blocks falls back to F16;
+    1-D norm weights stay F32, as in llama.cpp.
     """
     import gguf
     from gguf.quants import quantize
 
     if m.arch != "llama":
         raise NotImplementedError("save_gguf supports llama-arch models only")
-    qtypes = {"Q8_0": gguf.GGMLQuantizationType.Q8_0, "F16": gguf.GGMLQuantizationType.F16,
-              "F32": gguf.GGMLQuantizationType.F32}
-    ftypes = {"Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "F16": gguf.LlamaFileType.MOSTLY_F16,
-              "F32": gguf.LlamaFileType.ALL_F32}
-    if quant not in qtypes:
-        raise ValueError(f"unsupported quant {quant!r} (Q8_0, F16, F32)")
+    try:
+        qtype = gguf.GGMLQuantizationType[quant]
+    except KeyError:
+        raise ValueError(f"unsupported quant {quant!r}") from None
+    block = gguf.GGML_QUANT_SIZES[qtype][0]
+    ftype = gguf.LlamaFileType.ALL_F32 if quant == "F32" else getattr(gguf.LlamaFileType, f"MOSTLY_{quant}", None)
     nh, nkv, hd = _heads(m)
     cfg = m.config
     path = Path(path)
@@ -918,12 +919,13 @@ def save_gguf(m: TinyModel, path: str | Path, quant: str = "Q8_0", name: str = "
     w.add_rope_freq_base(float(cfg.get("rope_theta", 10000.0)))
     w.add_layer_norm_rms_eps(float(cfg.get("rms_norm_eps", 1e-5)))
     w.add_vocab_size(len(m.tokens))
-    w.add_file_type(int(ftypes[quant]))
+    if ftype is not None:
+        w.add_file_type(int(ftype))
     w.add_tokenizer_model("gpt2")
     w.add_token_list(m.tokens)
     w.add_token_types([int(gguf.TokenType.NORMAL)] * len(m.tokens))
-    w.add_bos_token_id(int(cfg.get("bos_token_id", 1)))
-    w.add_eos_token_id(int(cfg.get("eos_token_id", 2)))
+    for add, key, default in ((w.add_bos_token_id, "bos_token_id", 1), (w.add_eos_token_id, "eos_token_id", 2)):
+        add(int(cfg[key]) if cfg.get(key) is not None else default)
     tensors = _rename_dict(m.tensors, layer_count(m), llama_naming(m), "gguf")
     for tname, arr in tensors.items():
         a = np.asarray(arr, dtype=np.float32)
@@ -931,11 +933,11 @@ def save_gguf(m: TinyModel, path: str | Path, quant: str = "Q8_0", name: str = "
             a = _rope_interleave(a, nh)
         elif tname.endswith("attn_k.weight"):
             a = _rope_interleave(a, nkv)
-        qtype = qtypes[quant] if a.ndim >= 2 else gguf.GGMLQuantizationType.F32
-        if qtype == gguf.GGMLQuantizationType.Q8_0 and a.shape[-1] % 32:
-            qtype = gguf.GGMLQuantizationType.F16
-        data = quantize(np.ascontiguousarray(a), qtype)
-        w.add_tensor(tname, data, raw_dtype=qtype if data.dtype == np.uint8 else None)
+        t = qtype if a.ndim >= 2 else gguf.GGMLQuantizationType.F32
+        if a.ndim >= 2 and a.shape[-1] % block:
+            t = gguf.GGMLQuantizationType.F16
+        data = quantize(np.ascontiguousarray(a), t)
+        w.add_tensor(tname, data, raw_dtype=t if data.dtype == np.uint8 else None)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
