@@ -98,10 +98,11 @@ def split_reference(spec: str) -> tuple[str, str | None]:
 
 
 def run(request: Request, progress: Progress | None = None, warn: Warn | None = None,
-        reuse_registry: bool = False) -> Record:
+        reuse_registry: bool = False, candidate: ModelView | None = None) -> Record:
     """Carry out `request`; InputError (exit 2) for unusable input, nothing written.
 
     `reuse_registry`: keep the loaded registry for later requests in this process (batch workers).
+    `candidate`: `request.model` already opened (a batch row's view, also used for its fingerprint).
     """
     sources = [x for x in (request.model, request.endpoint, request.fake_rules) if x]
     if len(sources) != 1:
@@ -111,28 +112,28 @@ def run(request: Request, progress: Progress | None = None, warn: Warn | None = 
         if request.probes is None:
             raise InputError("nothing to do: give references, the registry or probe suites")
         return _probe_only(request, suites, progress)
-    return _weights(request, suites, progress, warn, reuse_registry)
+    return _weights(request, suites, progress, warn, reuse_registry, candidate)
 
 
 # ---------------------------------------------------------------------------------------------- weights
 
 
 def _weights(request: Request, suites: list[Suite], progress: Progress | None, warn: Warn | None,
-             reuse_registry: bool) -> Record:
+             reuse_registry: bool, candidate: ModelView | None = None) -> Record:
     from audit.checkpoint import open_checkpoint
     from audit.checkpoint.hashing import BackgroundHasher
     from audit.errors import NothingComparable
     from audit.fingerprinting.describe import model_info, stored_info
     from audit.fingerprinting.reference import Reference, live_reference
     from audit.fingerprinting.view import ModelView
-    from audit.lineage.compare import compare_views
+    from audit.lineage.compare import compare_screened, compare_views
     from audit.lineage.registry_audit import family_flags, registry_section
     from audit.lineage.verdict import flags as verdict_flags
     from audit.lineage.verdict import judge, no_weight_evidence, overall
 
     assert request.model is not None
     registry = registry_for(request.registries, warn, reuse_registry) if request.registries is not None else None
-    cand = ModelView(open_checkpoint(request.model, allow_pickle=request.allow_pickle, name=request.name))
+    cand = candidate or ModelView(open_checkpoint(request.model, allow_pickle=request.allow_pickle, name=request.name))
     live = [ModelView(open_checkpoint(path, allow_pickle=request.allow_pickle, name=ref_name))
             for path, ref_name in request.references]
     _dedupe_names(live)
@@ -145,7 +146,8 @@ def _weights(request: Request, suites: list[Suite], progress: Progress | None, w
         if progress is not None:
             progress.start(f"{cand.name} vs {ref.name}", _work(cand) * (2 if ref.view is not None else 1))
         try:
-            cmp = compare_views(cand, ref, seed=request.seed, progress=progress)
+            cmp = (compare_views(cand, ref, seed=request.seed, progress=progress) if ref.view is not None
+                   else compare_screened(cand, ref, seed=request.seed, progress=progress))
         except NothingComparable as exc:
             if ref.view is not None:  # the user asked for this reference explicitly
                 raise
@@ -165,8 +167,9 @@ def _weights(request: Request, suites: list[Suite], progress: Progress | None, w
         if verdict.label not in (Label.DERIVED, Label.FINE_TUNED):
             kinds = {f.kind for f in flags}
             flags += [f for f in family_flags(reg) if f.kind not in kinds]
-    subject = model_info(cand, hashers[id(cand)].result())
-    references = [model_info(v, hashers[id(v)].result()) for v in live] + [stored_info(r) for r in refs if r.view is None]
+    subject = _with_io(model_info(cand, hashers[id(cand)].result()), cand)
+    references = ([_with_io(model_info(v, hashers[id(v)].result()), v) for v in live]
+                  + [stored_info(r) for r in refs if r.view is None])
     outcome = _probe_stage(request, suites, verdict, references, progress) if suites else None
     if outcome is not None:
         flags += outcome.flags
@@ -278,7 +281,13 @@ def _now() -> str:
 
 
 def _work(view: ModelView) -> int:
-    return sum(len(view.layer_weights(layer)) for layer in view.roles.layers())
+    return sum(len(view.row_weights(layer)) for layer in view.roles.layers())
+
+
+def _with_io(info: ModelInfo, view: ModelView) -> ModelInfo:
+    """The record's model description with what reading its checkpoint cost (bytes read, fetched, requests)."""
+    io = view.ckpt.io
+    return info if io is None else info.model_copy(update={"io": io.to_record()})
 
 
 def _dedupe_names(views: list[ModelView]) -> None:

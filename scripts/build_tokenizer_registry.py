@@ -178,8 +178,8 @@ def read_gguf_tokenizer(path: Path, digest: str, cache: Path | None = None) -> t
     assert tok is not None, f"{path}: no tokenizer"
     meta = {}
     for key in ("model", "pre"):
-        f = g.reader.fields.get(f"tokenizer.ggml.{key}")
-        meta[key] = str(f.contents()) if f is not None else None
+        f = g.metadata.get(f"tokenizer.ggml.{key}")
+        meta[key] = str(f) if f is not None else None
     if stored is not None:
         stored.parent.mkdir(parents=True, exist_ok=True)
         d = {"kind": tok.kind, "tokens": tok.tokens, "merges": tok.merges, "special": tok.special,

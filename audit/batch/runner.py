@@ -1,8 +1,9 @@
 """Run a batch: check the manifest, skip what the cache already holds, audit the rest, write the outputs.
 
 Outputs under OUT: `records/<slug>.json` and `.html` per model (written atomically as each finishes),
-`index.html`, `index.csv`, `index.jsonl` (one row per manifest line, in manifest order) and `batch.json`
-(counts: audited, from cache, failed). A model that fails is a row with its error; the batch goes on.
+`index.html`, `index.csv`, `index.jsonl` (one row per manifest line, in manifest order), `lineage.json` (the
+family tree of the batch's models, `provaudit.lineage/1`, see `audit.batch.lineage`) and `batch.json` (counts:
+audited, from cache, failed; the tree's counts). A model that fails is a row with its error; the batch goes on.
 An interrupted batch resumes from the cache: rerun the same command.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -19,12 +21,13 @@ from typing import Any
 
 from audit import __version__
 from audit.batch.cache import ResultCache, digest
+from audit.batch.fingerprints import FingerprintCache
 from audit.batch.hashcache import FileHasher
 from audit.batch.manifest import Row, read_manifest
-from audit.batch.task import Task, known_key
+from audit.batch.task import Task, known_fingerprint_key, known_key
 from audit.errors import InputError
 from audit.record.io import parse_record
-from audit.record.models import BatchInfo, Record
+from audit.record.models import BatchInfo, LineageTree, Record
 
 INDEX_FIELDS = ("line", "model", "name", "status", "verdict", "parent", "confidence", "operations", "flags",
                 "references_checked", "probes", "summary", "error", "report", "record", "key")
@@ -61,6 +64,8 @@ class BatchSummary:
     failed: int = 0
     seconds: float = 0.0
     out: Path = Path(".")
+    lineage: LineageTree | None = None
+    lineage_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"rows": len(self.rows), "ok": len(self.rows) - self.failed, "failed": self.failed,
@@ -77,6 +82,7 @@ def run_batch(manifest: str | Path, opts: BatchOptions, echo: Echo | None = None
     out = Path(opts.out)
     cache_dir = Path(opts.cache_dir) if opts.cache_dir else out / "cache"
     cache = ResultCache(cache_dir)
+    fingerprints = FingerprintCache(cache_dir)
     hasher = FileHasher(cache_dir / "hashes")
     rows = read_manifest(manifest)
     tasks = plan(rows, opts, Path(manifest), say, hasher)  # problems name the manifest as the user wrote it
@@ -87,10 +93,14 @@ def run_batch(manifest: str | Path, opts: BatchOptions, echo: Echo | None = None
     for task in tasks:  # whatever the cache answers without reading a model file is not sent to a worker
         key = known_key(task, hasher)
         found = cache.get(key) if key else None
-        if key and found is not None and found.status == "hit":
+        fp_key = known_fingerprint_key(task, hasher) if key else None
+        fp = fingerprints.get(fp_key) if fp_key else None
+        if key and found is not None and found.status == "hit" and fp is not None and fp.status == "hit":
             results[task.index] = {"index": task.index, "key": key, "record": found.record, "error": found.error,
                                    "error_kind": "input" if found.error else None, "source": "cache",
-                                   "note": None, "stored": True, "seconds": 0.0}
+                                   "note": None, "stored": True, "seconds": 0.0,
+                                   "fingerprint": {"key": fp_key, "path": str(fp.path) if fp.path else None,
+                                                   "error": fp.error, "source": "cache"}}
         else:
             todo.append(task)
     summary = BatchSummary(rows=[], out=out)
@@ -118,9 +128,36 @@ def run_batch(manifest: str | Path, opts: BatchOptions, echo: Echo | None = None
     summary.failed = sum(r["status"] != "ok" for r in summary.rows)
     summary.cached = sum(results[t.index].get("source") == "cache" for t in tasks)
     summary.audited = len(tasks) - summary.cached
+    summary.lineage, summary.lineage_error = _lineage(tasks, rows, results, slugs, Path(manifest), opts, cache_dir,
+                                                      say)
     summary.seconds = time.perf_counter() - t0
     write_index(out, summary, Path(manifest), opts)
     return summary
+
+
+def _lineage(tasks: list[Task], rows: list[Row], results: dict[int, dict[str, Any]], slugs: list[str],
+             manifest: Path, opts: BatchOptions, cache_dir: Path, say: Echo) -> tuple[LineageTree | None, str | None]:
+    """The batch's family tree from the rows' stored fingerprints (and their audits' parents)."""
+    from audit.batch.lineage import Member, build_lineage
+
+    members = []
+    for task in tasks:
+        result = results[task.index]
+        fp = result.get("fingerprint") or {}
+        members.append(Member(
+            id=slugs[task.index], name=task.name, line=task.line, path=rows[task.index].model,
+            fingerprint_key=fp.get("key"), fingerprint_path=fp.get("path"),
+            error=None if fp.get("path") else fp.get("error") or result.get("error") or "no weight fingerprint",
+            record=result.get("parsed"), report=result["row"].get("report")))
+    try:
+        # the pairs run on this machine: --workers processes (with Ray and no --workers, this machine's CPUs)
+        workers = opts.workers or ((os.cpu_count() or 1) if opts.executor == "ray" else 1)
+        tree = build_lineage(members, str(manifest), opts.seed, cache_dir, workers=workers, say=say)
+    except Exception as exc:  # noqa: BLE001 - a failure here (a bug) must not lose the rows' results
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        say(f"provaudit: lineage tree not built: {message}")
+        return None, message
+    return tree, None
 
 
 # ---------------------------------------------------------------------------------------------- planning
@@ -276,6 +313,7 @@ def index_row(task: Task, row: Row, result: dict[str, Any], slug: str, out: Path
         record = _relocate(record, task)
     rec = parse_record(record, f"cache entry {result.get('key')}").model_copy(
         update={"batch": BatchInfo(manifest=str(manifest), line=task.line, cache_key=result.get("key"))})
+    result["parsed"] = rec  # for the lineage tree (its parents, its files)
     rel_json, rel_html, problem = write_row_outputs(out, slug, rec)
     v = rec.verdict
     return {**base, "status": "ok", "verdict": v.label.value, "parent": v.parent,
@@ -329,8 +367,18 @@ def write_index(out: Path, summary: BatchSummary, manifest: Path, opts: BatchOpt
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     meta = {"manifest": str(manifest), "created": created, "tool": f"provaudit {__version__}",
             "heading": f"Batch audit: {manifest.name}"}
-    write_atomic(out / "index.html", render_index(rows, meta))
+    lineage: dict[str, Any] | None = None
+    if summary.lineage is not None:
+        from audit.batch.lineage import summary_counts
+
+        write_atomic(out / "lineage.json", json.dumps(summary.lineage.model_dump(mode="json", by_alias=True),
+                                                      indent=2, ensure_ascii=False) + "\n")
+        lineage = summary_counts(summary.lineage)
+    else:
+        (out / "lineage.json").unlink(missing_ok=True)  # a stale tree of an earlier run must not look current
+        lineage = {"error": summary.lineage_error}
+    write_atomic(out / "index.html", render_index(rows, meta, summary.lineage))
     info = {"schema": "provaudit.batch/1", "tool": {"name": "provaudit", "version": __version__}, "created": created,
             "manifest": str(manifest), "argv": opts.argv, "executor": opts.executor, "workers": opts.workers,
-            **summary.as_dict()}
+            **summary.as_dict(), "lineage": lineage}
     write_atomic(out / "batch.json", json.dumps(info, indent=2, ensure_ascii=False) + "\n")

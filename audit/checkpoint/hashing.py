@@ -1,4 +1,8 @@
-"""SHA-256 of checkpoint files, streamed; can run in a background thread while tensors are read."""
+"""SHA-256 of checkpoint files, streamed; can run in a background thread while tensors are read.
+
+Files read from the Hub are never downloaded to be hashed: the Hub's LFS pointer gives their SHA-256, and
+`remember_remote` registers it under the file's `hf:` name, which `BackgroundHasher` reports as is.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,17 @@ CHUNK = 16 * 1024 * 1024
 # Digests already known in this process, by (absolute path, size, mtime_ns): filled by `remember` (batch
 # audits hash a model's files for the cache key first) so the record's file hashes are not computed twice.
 _KNOWN: dict[tuple[str, int, int], str] = {}
+# Files that live elsewhere (the Hub), by their name in Checkpoint.files: (bytes, sha256 or None when unknown).
+_REMOTE: dict[str, tuple[int, str | None]] = {}
 
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    with path.open("rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            h.update(view[:n])
     return h.hexdigest()
 
 
@@ -31,6 +39,32 @@ def _stat_key(path: Path) -> tuple[str, int, int]:
 def remember(path: Path, digest: str) -> None:
     """Note that `path`, as it is now on disk, has SHA-256 `digest` (used by `hashed`)."""
     _KNOWN[_stat_key(path)] = digest
+
+
+def remember_remote(name: str, size: int, sha256: str | None) -> None:
+    """Note that the remote file called `name` (as in Checkpoint.files) has `size` bytes and SHA-256 `sha256`."""
+    _REMOTE[name] = (size, sha256)
+
+
+def file_row(path: Path) -> dict[str, Any]:
+    """{path, bytes, sha256} of one checkpoint file: a remembered remote file, or a local one hashed."""
+    remote = _REMOTE.get(str(path))
+    if remote is not None:
+        return {"path": str(path), "bytes": remote[0], "sha256": remote[1]}
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": hashed(path)}
+
+
+def is_remote(path: Path) -> bool:
+    """Whether `path` names a remembered remote (Hub) file, whose size and digest are known without reading it."""
+    return str(path) in _REMOTE
+
+
+def file_size(path: Path) -> int:
+    """Bytes of one checkpoint file, a remembered remote one included (0 when it is neither)."""
+    remote = _REMOTE.get(str(path))
+    if remote is not None:
+        return remote[0]
+    return path.stat().st_size if path.is_file() else 0
 
 
 def hashed(path: Path) -> str:
@@ -54,7 +88,7 @@ class BackgroundHasher:
 
     def _run(self) -> None:
         try:
-            self._result = [{"path": str(f), "bytes": f.stat().st_size, "sha256": hashed(f)} for f in self.files]
+            self._result = [file_row(f) for f in self.files]
         except BaseException as exc:  # surfaced in result()
             self._error = exc
 

@@ -1,4 +1,4 @@
-"""Resolve a MODEL argument (folder, file, hub id in the local cache) to an opened Checkpoint."""
+"""Resolve a MODEL argument (folder, file, Hub reference, hub id in the local cache) to an opened Checkpoint."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from audit.checkpoint import safetensors_file
-from audit.checkpoint.gguf_file import GGUFFile
+from audit.checkpoint.build import gguf_checkpoint, read_json_object, safetensors_checkpoint
 from audit.checkpoint.model import Checkpoint, TensorInfo, TokenizerData
 from audit.checkpoint.onnx_file import ONNXFile
+from audit.checkpoint.source import IOCounter, LocalFileSource
 from audit.checkpoint.tokenizer_files import load_tokenizer
 from audit.errors import InputError
 
@@ -21,8 +21,33 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 
 
 def open_checkpoint(model: str | os.PathLike, allow_pickle: bool = False, name: str | None = None) -> Checkpoint:
-    """Open a checkpoint for lazy reading. Raises InputError for anything unusable."""
-    path = _resolve(str(model))
+    """Open a checkpoint for lazy reading. Raises InputError for anything unusable.
+
+    `hf:ORG/NAME[/FILE.gguf][@REV]` is read from the Hub by range requests; a plain `ORG/NAME` that is not a
+    local path is taken from the local HF cache when it is there (no network), else from the Hub."""
+    from audit.checkpoint import hub
+
+    text = str(model)
+    ref = hub.parse_hub_ref(text)
+    plain = False
+    if ref is None:
+        path = _resolve_local(text)
+        if path is None:
+            if not hub.looks_like_repo_id(text):
+                raise InputError(f"{text}: no such file or folder")
+            ref, plain = hub.HubRef(text), True
+    if ref is not None:
+        try:
+            ckpt = hub.open_hub(ref, name)
+        except InputError as exc:
+            if not plain:
+                raise
+            raise InputError(f"{text}: no such file or folder, not in the local Hugging Face cache, and not read "
+                             f"from the Hub: {str(exc).removeprefix(str(ref) + ': ')}") from None
+        if not ckpt.tensors:
+            raise InputError(f"{ref}: the checkpoint holds no tensors")
+        return ckpt
+    assert path is not None
     if path.is_dir():
         ckpt = _open_folder(path, allow_pickle)
     elif path.suffix == ".safetensors":
@@ -37,6 +62,8 @@ def open_checkpoint(model: str | os.PathLike, allow_pickle: bool = False, name: 
     else:
         raise InputError(f"{path}: not a checkpoint (expected a folder, .safetensors, .gguf, .onnx, or a pickle with --allow-pickle)")
     ckpt.name = name or _default_name(path)
+    if ckpt.folder is None:
+        ckpt.folder = path if path.is_dir() else path.parent
     if not ckpt.tensors:
         raise InputError(f"{path}: the checkpoint holds no tensors")
     return ckpt
@@ -48,20 +75,32 @@ def _default_name(path: Path) -> str:
     return path.stem if path.is_file() else path.name
 
 
-def _resolve(model: str) -> Path:
+def _resolve_local(model: str) -> Path | None:
+    """A local path, or a hub id whose weights are in the local HF cache; None when neither."""
     path = Path(model).expanduser()
     if path.exists():
         return path.resolve()
     if model.count("/") == 1 and not model.startswith((".", "/")):
-        cached = _hub_cache_snapshot(model)
-        if cached is not None:
-            return cached
-        raise InputError(f"{model}: no such file or folder, and not found in the local Hugging Face cache (no download is attempted)")
+        return _hub_cache_snapshot(model)
+    return None
+
+
+def _resolve(model: str) -> Path:
+    """A model that must be on this machine (a path, or a hub id in the local HF cache)."""
+    path = _resolve_local(model)
+    if path is not None:
+        return path
+    if model.startswith("hf:") or (model.count("/") == 1 and not model.startswith((".", "/"))):
+        raise InputError(f"{model}: not a local file or folder, and not in the local Hugging Face cache "
+                         "(this needs the model's files: download them first)")
     raise InputError(f"{model}: no such file or folder")
 
 
 def _hub_cache_snapshot(repo_id: str) -> Path | None:
-    """Find a hub id in the local HF cache (HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)."""
+    """Find a hub id whose weights are in the local HF cache (HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub).
+
+    A snapshot holding only the small files provaudit itself downloaded while reading the weights from the Hub
+    (card, config, tokenizer) does not count: the weights are not there."""
     roots = [os.environ.get("HF_HUB_CACHE"), os.environ.get("HF_HOME") and str(Path(os.environ["HF_HOME"]) / "hub"),
              str(Path.home() / ".cache" / "huggingface" / "hub")]
     for root in filter(None, roots):
@@ -70,35 +109,39 @@ def _hub_cache_snapshot(repo_id: str) -> Path | None:
         if not snaps.is_dir():
             continue
         ref = repo / "refs" / "main"
-        if ref.is_file() and (snaps / ref.read_text().strip()).is_dir():
+        if ref.is_file() and _has_weights(snaps / ref.read_text().strip()):
             return (snaps / ref.read_text().strip()).resolve()
-        found = sorted(snaps.iterdir(), key=lambda p: p.stat().st_mtime)
+        found = sorted((p for p in snaps.iterdir() if _has_weights(p)), key=lambda p: p.stat().st_mtime)
         if found:
             return found[-1].resolve()
     return None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    return data
+def _has_weights(folder: Path) -> bool:
+    if not folder.is_dir():
+        return False
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
+        except (OSError, ValueError, AttributeError):
+            return False
+        return bool(shards) and all((folder / str(s)).is_file() for s in shards)
+    return any(p.is_file() and (p.suffix in (".safetensors", ".gguf", ".onnx", *PICKLE_SUFFIXES))
+               for p in folder.iterdir()) or _folder_onnx(folder) is not None
 
 
 def _sibling_config(path: Path) -> dict[str, Any]:
     cfg = path.parent / "config.json"
-    return _read_json(cfg) if cfg.is_file() else {}
+    return read_json_object(cfg) if cfg.is_file() else {}
 
 
 def _open_folder(folder: Path, allow_pickle: bool) -> Checkpoint:
-    config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+    config = read_json_object(folder / "config.json") if (folder / "config.json").is_file() else {}
     tokenizer = load_tokenizer(folder)
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        weight_map = _read_json(index).get("weight_map")
+        weight_map = read_json_object(index).get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
             raise InputError(f"{index}: no weight_map")
         shards = sorted({folder / f for f in weight_map.values()})
@@ -139,24 +182,17 @@ def _folder_onnx(folder: Path) -> Path | None:
 
 def _open_safetensors(files: list[Path], path: Path, config: dict[str, Any], tokenizer: TokenizerData | None,
                       fmt: str) -> Checkpoint:
-    tensors: dict[str, TensorInfo] = {}
-    headers: dict[str, tuple[Path, dict[str, Any]]] = {}
-    for f in files:
-        for tname, info in safetensors_file.read_header(f).items():
-            tensors[tname] = TensorInfo(tname, tuple(info["shape"]), info["dtype"], f)
-            headers[tname] = (f, info)
-    cache: dict[Path, int] = {}
-
-    def reader(info: TensorInfo, rows: np.ndarray | slice | None = None) -> np.ndarray:
-        f, h = headers[info.name]
-        return safetensors_file.read_tensor(f, cache, h, rows)
-
-    return Checkpoint(path, fmt, list(files), dict(config), tensors, tokenizer, reader, _row_reader=reader)
+    counter = IOCounter(source="local")
+    sources = [LocalFileSource(f, counter) for f in files]
+    counter.bytes_total = sum(s.size for s in sources)
+    return safetensors_checkpoint(sources, files, path, config, tokenizer, fmt, counter)
 
 
 def _open_gguf(path: Path) -> Checkpoint:
-    g = GGUFFile(path)
-    return Checkpoint(path, "gguf", [path], g.config(), g.tensor_infos(), g.tokenizer(), g.read, _row_reader=g.read)
+    counter = IOCounter(source="local")
+    src = LocalFileSource(path, counter)
+    counter.bytes_total = src.size
+    return gguf_checkpoint(src, path, counter)
 
 
 def _open_onnx(path: Path, folder: Path | None) -> Checkpoint:
@@ -166,7 +202,7 @@ def _open_onnx(path: Path, folder: Path | None) -> Checkpoint:
                       else path.parent)
     config = o.config()
     if (home / "config.json").is_file():
-        config.update(_read_json(home / "config.json"))
+        config.update(read_json_object(home / "config.json"))
     tokenizer = load_tokenizer(home)
     files = [path, *o.external_files]
     return Checkpoint(path, "onnx", files, config, o.tensor_infos(), tokenizer, o.read, _row_reader=o.read)

@@ -1,13 +1,23 @@
-"""The Checkpoint object: files, config, tokenizer data, and a lazy one-tensor-at-a-time reader."""
+"""The Checkpoint object: files, config, tokenizer data, and lazy tensor readers that read rows, not files.
+
+Safetensors and GGUF tensors are read through a `RowLayout`: where a tensor's stored rows lie in a byte source
+and how to decode them. `Checkpoint.read_rows_many` plans every requested row of every requested tensor at
+once, merges close byte runs and reads them (concurrently over HTTP), so a fingerprint costs the rows it
+needs, not the model. Every read is counted in `Checkpoint.io`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from audit.checkpoint.source import ByteSource, IOCounter, RangeData, read_ranges
+
+Rows = np.ndarray | slice
 
 
 @dataclass(frozen=True)
@@ -33,12 +43,27 @@ class TokenizerData:
     pre: str | None = None  # GGUF pre-tokenizer id (tokenizer.ggml.pre), when known
 
 
+@dataclass(frozen=True)
+class RowLayout:
+    """Where a tensor's rows (first axis) are stored: row i is bytes offset + i*row_bytes .. +row_bytes of
+    `source`, and `decode` turns k such rows ((k, row_bytes) uint8) into float32 of shape (k, *row_shape).
+    `order[i]` is the stored row holding logical row i, when they differ (GGUF's interleaved q/k rows)."""
+
+    source: ByteSource
+    offset: int
+    n_rows: int
+    row_bytes: int
+    row_shape: tuple[int, ...]
+    decode: Callable[[np.ndarray], np.ndarray]
+    order: np.ndarray | None = None
+
+
 @dataclass
 class Checkpoint:
-    """A model checkpoint opened for reading. Tensors are read one at a time, as float32."""
+    """A model checkpoint opened for reading. Tensors are read as float32, whole or by rows."""
 
     path: Path
-    format: str  # hf-folder | safetensors | gguf | pickle
+    format: str  # hf-folder | safetensors | gguf | onnx | pickle
     files: list[Path]
     config: dict[str, Any]
     tensors: dict[str, TensorInfo]
@@ -46,18 +71,126 @@ class Checkpoint:
     _reader: Callable[[TensorInfo], np.ndarray]
     name: str = ""
     _row_reader: Callable[[TensorInfo, np.ndarray | slice], np.ndarray] | None = None
+    _layout: Callable[[TensorInfo], RowLayout] | None = None
+    io: IOCounter | None = None  # what the readers read (None: a format whose reads are not counted)
+    folder: Path | None = None  # where the model's small files (card, config, tokenizer, licence) are
 
     def read(self, name: str) -> np.ndarray:
         """Return tensor `name` as a float32 array in (out, in) orientation."""
-        return self._reader(self.tensors[name])
-
-    def read_rows(self, name: str, rows: np.ndarray | slice) -> np.ndarray:
-        """Return selected rows (ids or a slice) of a tensor without materialising the rest where possible."""
         info = self.tensors[name]
-        if self._row_reader is not None:
-            return self._row_reader(info, rows)
-        return self._reader(info)[rows]
+        if self._layout is not None:
+            return self.read_rows_many([(name, slice(None))])[0].reshape(info.shape)
+        return self._reader(info)
+
+    def read_rows(self, name: str, rows: Rows) -> np.ndarray:
+        """Return selected rows (ids in any order, repeats allowed, or a slice) of a tensor: only their bytes
+        are read where the format allows."""
+        return self.read_rows_many([(name, rows)])[0]
+
+    def read_rows_many(self, requests: Sequence[tuple[str, Rows]]) -> list[np.ndarray]:
+        """Rows of several tensors at once: the byte runs of all of them are planned together, close runs are
+        merged, and remote ones are fetched concurrently. Returns one float32 array per request."""
+        plans: list[_Plan | None] = []
+        wanted: dict[int, tuple[ByteSource, list[tuple[int, int]]]] = {}
+        for name, rows in requests:
+            info = self.tensors[name]
+            layout = self._layout(info) if self._layout is not None else None
+            if layout is None:
+                plans.append(None)
+                continue
+            plan = _plan(layout, rows)
+            plans.append(plan)
+            wanted.setdefault(id(layout.source), (layout.source, []))[1].extend(plan.ranges)
+        data: dict[int, RangeData] = {}
+        for key, (src, ranges) in wanted.items():
+            data[key] = read_ranges(src, ranges)
+        out = []
+        for (name, rows), done in zip(requests, plans, strict=True):
+            if done is None:
+                info = self.tensors[name]
+                out.append(self._row_reader(info, rows) if self._row_reader is not None else self._reader(info)[rows])
+            else:
+                out.append(done.assemble(data.get(id(done.layout.source))))
+        return out
 
     @property
     def storage_dtypes(self) -> list[str]:
         return sorted({t.dtype for t in self.tensors.values()})
+
+
+@dataclass
+class _Plan:
+    layout: RowLayout
+    shape: tuple[int, ...]  # index shape of the request
+    stored: np.ndarray  # distinct stored rows, ascending
+    inverse: np.ndarray | None  # request position -> index into `stored` (None: identity)
+    runs: list[tuple[int, int]]  # [first, last+1) runs of consecutive stored rows
+    ranges: list[tuple[int, int]]  # their byte ranges
+
+    def assemble(self, data: RangeData | None) -> np.ndarray:
+        lay = self.layout
+        k = len(self.stored)
+        if k == 0 or lay.row_bytes == 0 or data is None or not self.ranges:
+            rows = np.zeros((k, *lay.row_shape), np.float32)
+        else:
+            pieces = [data.view(a, b) for a, b in self.ranges]
+            raw = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            rows = lay.decode(np.frombuffer(raw, dtype=np.uint8).reshape(k, lay.row_bytes))
+            rows = rows.reshape(k, *lay.row_shape)
+        if self.inverse is not None:
+            rows = rows[self.inverse]
+        elif not rows.flags.writeable:
+            rows = rows.copy()
+        return rows.reshape(*self.shape, *lay.row_shape)
+
+
+def read_layout(lay: RowLayout, rows: Rows, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Rows of one tensor straight from its layout (whole when `rows` is slice(None); reshaped to `shape`)."""
+    plan = _plan(lay, rows)
+    out = plan.assemble(read_ranges(lay.source, plan.ranges) if plan.ranges else None)
+    return out.reshape(shape) if shape is not None else out
+
+
+def _plan(lay: RowLayout, rows: Rows) -> _Plan:
+    n = lay.n_rows
+    if isinstance(rows, slice):
+        start, stop, step = rows.indices(n)
+        if step == 1 and lay.order is None:  # a contiguous block: no sorting needed
+            stored = np.arange(start, max(start, stop), dtype=np.int64)
+            block = [(start, stop)] if stop > start else []
+            return _Plan(lay, (len(stored),), stored, None, block, _byte_ranges(lay, block))
+        ids = np.arange(start, stop, step, dtype=np.int64)
+    else:
+        arr = np.asarray(rows)
+        if arr.dtype == np.bool_:
+            if arr.shape != (n,):
+                raise IndexError(f"boolean row mask of shape {arr.shape} for {n} rows")
+            arr = np.flatnonzero(arr)
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise IndexError(f"row ids must be integers, not {arr.dtype}")
+        ids = arr.astype(np.int64, copy=True)
+        if ids.size and (ids.min() < -n or ids.max() >= n):
+            raise IndexError(f"row id out of range for a tensor of {n} rows")
+        ids[ids < 0] += n
+    shape = ids.shape
+    flat = ids.ravel()
+    if lay.order is not None:
+        flat = lay.order[flat]
+    if flat.size and (flat.size == 1 or bool(np.all(flat[1:] > flat[:-1]))):
+        stored, inverse = flat, None
+    else:
+        stored, inv = np.unique(flat, return_inverse=True)
+        inverse = inv.ravel()
+    runs: list[tuple[int, int]] = []
+    if stored.size:
+        breaks = np.flatnonzero(np.diff(stored) != 1) + 1
+        starts = np.concatenate(([0], breaks))
+        ends = np.concatenate((breaks, [stored.size]))
+        runs = [(int(stored[a]), int(stored[b - 1]) + 1) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+    return _Plan(lay, shape, stored, inverse, runs, _byte_ranges(lay, runs))
+
+
+def _byte_ranges(lay: RowLayout, runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    rb = lay.row_bytes
+    return [(lay.offset + a * rb, lay.offset + b * rb) for a, b in runs] if rb else []
+

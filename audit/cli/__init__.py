@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "audit": ("audit.cli.audit_cmd", "audit_", "Audit a model against the registry and references; name the parent."),
     "demo": ("audit.cli.demo_cmd", "demo", "Run a real audit on SmolLM2-135M and copies derived from it."),
     "probe": ("audit.cli.probe_cmd", "probe", "Black-box probes of a local model or an OpenAI-compatible endpoint."),
-    "refs": ("audit.cli.refs_cmd", "refs", "List, show, add and verify reference fingerprints of known families."),
+    "refs": ("audit.cli.refs_cmd", "refs", "List, show, add, verify and build (from the Hub catalog) reference fingerprints."),
     "report": ("audit.cli.report_cmd", "report", "Re-render a saved record as HTML, JSON or a terminal summary."),
     "batch": ("audit.cli.batch_cmd", "batch", "Audit every model of a manifest (cached, resumable) and index them."),
     "schema": ("audit.cli.schema_cmd", "schema", "Print the JSON Schema of the record every command writes."),

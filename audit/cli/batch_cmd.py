@@ -74,4 +74,6 @@ def batch(manifest: str, out: str | None, cache_dir: str | None, workers: int | 
     s = summary.as_dict()
     click.echo(f"{s['rows']} models: {s['ok']} ok, {s['failed']} failed; {s['audited']} audited, "
                f"{s['from_cache']} from the cache ({s['seconds']:.1f} s)")
+    if summary.lineage is not None:
+        click.echo(summary.lineage.summary_line())
     click.echo(f"index: {target / 'index.html'}")

@@ -1,8 +1,8 @@
 """Per-layer descriptors that survive neuron and head permutations: cosine Gram matrices on the hidden side.
 
-For a weight W (out, in) whose input lives in the residual stream, G = Wᵀ W restricted to m aligned hidden
-units is unchanged by any permutation (or rotation) of W's rows: MLP neurons, attention heads, GQA groups.
-For outputs in the residual stream (o, down) we use W Wᵀ. Normalising G to cosines also cancels per-unit
+For a weight whose stored rows are hidden units (o and down projections, W (hidden, n)), G = W Wᵀ restricted
+to m aligned hidden units is unchanged by any permutation (or rotation) of W's columns: MLP neurons,
+attention heads, GQA groups. Normalising G to cosines also cancels per-unit
 rescaling (e.g. norm weights folded into the next matrix).
 """
 
@@ -27,22 +27,31 @@ class LayerGrams:
 
 
 def compute_grams(view: ModelView, dims: np.ndarray, signs: np.ndarray | None,
-                  tick: Callable[[], None] | None = None) -> LayerGrams:
-    """Read each block's weights once and keep only the (m, m) cosine Gram of the selected hidden units."""
+                  tick: Callable[[], None] | None = None, columns: bool = False) -> LayerGrams:
+    """Read the selected hidden units' rows of each block's row-readable weights; keep their (m, m) cosine Gram.
+
+    Only weights whose stored rows are hidden units are used (o and down projections in (out, in) storage,
+    the input projections of transposed (Conv1D) storage): their rows are contiguous bytes, so this reads
+    m rows per weight instead of the whole tensor. `columns=True` adds the weights whose hidden units are
+    stored columns (each read whole): for two models whose storage layouts share no row-readable kind.
+    """
     keys: list[tuple[int, str]] = []
     grams: list[np.ndarray] = []
     norms: dict[int, np.ndarray] = {}
+    view.prefetch([(name, dims) for layer in view.roles.layers() for _, name, _ in view.row_weights(layer)])
     for layer in view.roles.layers():
-        for role, name, sides in view.layer_weights(layer):
-            w = view.matrix(name)
-            for side in sides:
-                x = w[:, dims] if side == "in" else w[dims, :].T
-                if signs is not None:
-                    x = x * signs[None, :]
-                g = x.T @ x
-                d = np.sqrt(np.clip(np.diag(g), 1e-30, None))
-                grams.append((g / d[:, None] / d[None, :]).astype(np.float32))
-                keys.append((layer, f"{role}:{side}"))
+        for role, name, side in weight_sides(view, layer, columns):
+            if side in [s for _, n, s in view.row_weights(layer) if n == name]:
+                x = view.hidden_rows(name, dims)
+            else:
+                w = view.matrix(name)
+                x = w[:, dims].T if side == "in" else w[dims, :]
+            if signs is not None:
+                x = x * signs[:, None]
+            g = x @ x.T
+            d = np.sqrt(np.clip(np.diag(g), 1e-30, None))
+            grams.append((g / d[:, None] / d[None, :]).astype(np.float32))
+            keys.append((layer, f"{role}:{side}"))
             if tick:
                 tick()
         layer_norms = [view.ckpt.read(n)[dims] for _, n in view.layer_norms(layer)]
@@ -50,6 +59,18 @@ def compute_grams(view: ModelView, dims: np.ndarray, signs: np.ndarray | None,
             norms[layer] = np.stack(layer_norms)
     m = len(dims)
     return LayerGrams(keys, np.stack(grams) if grams else np.zeros((0, m, m), np.float32), norms)
+
+
+def weight_sides(view: ModelView, layer: int, columns: bool = False) -> list[tuple[str, str, str]]:
+    """(role, tensor, side) of the block's weights the Grams use: row-readable ones, or all with `columns`."""
+    if not columns:
+        return view.row_weights(layer)
+    return [(role, name, side) for role, name, sides in view.layer_weights(layer) for side in sides]
+
+
+def weight_kinds(view: ModelView, columns: bool = False) -> set[str]:
+    """The "role:side" kinds compute_grams would produce, without reading anything."""
+    return {f"{role}:{side}" for layer in view.roles.layers() for role, _, side in weight_sides(view, layer, columns)}
 
 
 def descriptors(grams: np.ndarray, perm: np.ndarray | None = None) -> np.ndarray:

@@ -440,6 +440,20 @@ def compare_to_fingerprint(tok: TokenizerData, fp: Mapping[str, Any], *, model: 
     return row
 
 
+def compare_sketches(cand: Mapping[str, Any], ref: Mapping[str, Any]) -> dict[str, Any]:
+    """Estimated overlap of two tokenizer fingerprints (exact when both sketches hold whole vocabularies)."""
+    a, b = _Sketch(cand), _Sketch(ref)
+
+    def same(key: str) -> bool:
+        return cand.get(key) is not None and cand.get(key) == ref.get(key)
+
+    return {"jaccard": _jaccard_sketches(a, b),
+            "containment_ref_in_candidate": _containment_sketches(b, a),
+            "containment_candidate_in_ref": _containment_sketches(a, b),
+            "exact": a.full and b.full, "vocab_identical": same("vocab_sha256"),
+            "merges_identical": same("merges_sha256"), "vocab_size": ref.get("vocab_size")}
+
+
 # ---------------------------------------------------------------- null and ranking
 
 

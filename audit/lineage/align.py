@@ -8,12 +8,14 @@ vocabularies share too little, we match hidden units by permutation-invariant we
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from audit.errors import NothingComparable
-from audit.fingerprinting.reference import Reference
+from audit.fingerprinting.grams import weight_sides
+from audit.fingerprinting.reference import Reference, live_reference
 from audit.fingerprinting.tokenizer import shared_token_ids
 from audit.fingerprinting.view import ModelView
 
@@ -30,7 +32,7 @@ class Alignment:
     shared_tokens: int
     fixed_points: int | None  # matched pairs (i, i), when both hidden sizes agree
 
-    def summary(self, cand: ModelView, ref: Reference) -> dict:
+    def summary(self, cand: Reference, ref: Reference) -> dict[str, Any]:
         return {
             "method": self.method,
             "shared_tokens": self.shared_tokens,
@@ -47,17 +49,16 @@ def _standardize(x: np.ndarray) -> np.ndarray:
     return x / np.where(sd > 0, sd, 1.0)
 
 
-def anchor_ids(cand: ModelView, ref: Reference, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids (candidate, reference) of up to MAX_ANCHORS tokens both models embed."""
-    tc = cand.ckpt.tokenizer
-    if tc is not None and ref.tokens is not None:
-        ci, ri = shared_token_ids(tc.tokens, ref.tokens)
-    elif ref.view is not None and cand.vocab_rows() == ref.vocab_rows:
-        ci = ri = list(range(cand.vocab_rows()))
+def anchor_ids(cand: Reference, ref: Reference, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Embedding-row indices (candidate, reference) of up to MAX_ANCHORS tokens both sides embed."""
+    if cand.tokens is not None and ref.tokens is not None:
+        ci, ri = shared_token_ids(cand.tokens, ref.tokens)
+    elif cand.view is not None and ref.view is not None and cand.vocab_rows == ref.vocab_rows:
+        ci = ri = list(range(cand.vocab_rows))
     else:
         ci, ri = [], []
     ci_a, ri_a = np.asarray(ci, dtype=np.int64), np.asarray(ri, dtype=np.int64)
-    keep = (ci_a < cand.vocab_rows()) & (ri_a < ref.vocab_rows)
+    keep = (ci_a < _embedded_rows(cand)) & (ri_a < _embedded_rows(ref))
     ci_a, ri_a = ci_a[keep], ri_a[keep]
     if len(ci_a) > MAX_ANCHORS:
         pick = np.sort(np.random.default_rng(seed).choice(len(ci_a), MAX_ANCHORS, replace=False))
@@ -65,18 +66,29 @@ def anchor_ids(cand: ModelView, ref: Reference, seed: int) -> tuple[np.ndarray, 
     return ci_a, ri_a
 
 
-def align_hidden(cand: ModelView, ref: Reference, seed: int = 0) -> Alignment:
+def _embedded_rows(side: Reference) -> int:
+    """How many embedding rows `side.embedding_rows` can return (the vocabulary, or the stored anchors)."""
+    if side.view is not None:
+        return side.vocab_rows
+    return len(side.tokens or [])
+
+
+def align_hidden(cand: Reference | ModelView, ref: Reference | ModelView, seed: int = 0) -> Alignment:
+    """Match the candidate's hidden units to the reference's (either side a checkpoint or a stored fingerprint)."""
+    cand = live_reference(cand) if isinstance(cand, ModelView) else cand
+    ref = live_reference(ref) if isinstance(ref, ModelView) else ref
     ci, ri = anchor_ids(cand, ref, seed)
-    if len(ci) >= MIN_ANCHORS and cand.embed_name() and ref.vocab_rows:
+    has_embed = cand.view is None or cand.view.embed_name() is not None
+    if len(ci) >= MIN_ANCHORS and has_embed and ref.vocab_rows:
         ec, er = cand.embedding_rows(ci), ref.embedding_rows(ri)
         corr = _standardize(ec).T @ _standardize(er) / len(ci)
         method = "embedding-anchors"
-    elif ref.view is not None:
-        corr = _signature_similarity(cand, ref.view)
+    elif ref.view is not None and cand.view is not None:
+        corr = _signature_similarity(cand.view, ref.view)
         method = "weight-signatures"
     else:
         raise NothingComparable(
-            f"{cand.name} shares only {len(ci)} anchor tokens with the stored fingerprint of {ref.name}; "
+            f"{cand.name} shares only {len(ci)} anchor tokens with {ref.name}'s stored fingerprint; "
             f"at least {MIN_ANCHORS} are needed to align hidden units"
         )
     rows, cols = linear_sum_assignment(-np.abs(corr))
@@ -88,28 +100,38 @@ def align_hidden(cand: ModelView, ref: Reference, seed: int = 0) -> Alignment:
 
 
 def _signature_similarity(cand: ModelView, ref: ModelView) -> np.ndarray:
-    """Hidden-unit similarity from per-unit weight norms averaged over layers (invariant to neuron/head order)."""
+    """Hidden-unit similarity from per-unit weight norms averaged over layers (invariant to neuron/head order):
+    from whole rows where both storage layouts have the same row-readable kinds, else from every weight."""
     sc, sr = _signatures(cand), _signatures(ref)
+    if not {k for k in set(sc) & set(sr) if not k.endswith(":norm")}:
+        sc, sr = _signatures(cand, columns=True), _signatures(ref, columns=True)
     roles = sorted(set(sc) & set(sr))
-    if not roles:
-        return np.zeros((cand.hidden, ref.hidden), dtype=np.float32)
-    fc = _standardize(np.stack([sc[r] for r in roles], axis=1))  # (hidden, features), each feature z-scored
-    fr = _standardize(np.stack([sr[r] for r in roles], axis=1))
-    return fc @ fr.T / len(roles)
+    fc = _standardize(np.stack([sc[r] for r in roles], axis=1)) if roles else None  # (hidden, features) z-scored
+    fr = _standardize(np.stack([sr[r] for r in roles], axis=1)) if roles else None
+    sim = fc @ fr.T / len(roles) if fc is not None and fr is not None else None
+    if sim is None or float(np.ptp(sim)) < 1e-9:  # nothing to tell units apart: any assignment would be arbitrary
+        raise NothingComparable(f"{cand.name} and {ref.name} share neither anchor tokens nor per-unit weight "
+                                "signatures to align hidden units by")
+    return sim
 
 
-def _signatures(view: ModelView) -> dict[str, np.ndarray]:
-    """role/side -> mean over layers of log column (or row) norms along the hidden axis."""
+def _signatures(view: ModelView, columns: bool = False) -> dict[str, np.ndarray]:
+    """role/side -> mean over layers of the log norms of the hidden units' weights: rows of the row-readable
+    weights (read in blocks), or with `columns`, every weight's hidden side (each read whole)."""
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     for layer in view.roles.layers():
-        for role, name, sides in view.layer_weights(layer):
-            w = view.matrix(name)
-            for side in sides:
-                norms = np.log(np.linalg.norm(w, axis=0 if side == "in" else 1) + 1e-12)
-                key = f"{role}:{side}"
-                sums[key] = sums.get(key, 0) + norms
-                counts[key] = counts.get(key, 0) + 1
+        for role, name, side in weight_sides(view, layer, columns):
+            if (role, name, side) in view.row_weights(layer):
+                rows = int(view.ckpt.tensors[name].shape[0])
+                step = max(1, (1 << 22) // max(1, int(np.prod(view.ckpt.tensors[name].shape[1:]))))
+                norms = np.concatenate([np.linalg.norm(view.ckpt.read_rows(name, slice(i, min(rows, i + step))),
+                                                       axis=1) for i in range(0, rows, step)])
+            else:
+                norms = np.linalg.norm(view.matrix(name), axis=0 if side == "in" else 1)
+            key = f"{role}:{side}"
+            sums[key] = sums.get(key, 0) + np.log(norms + 1e-12)
+            counts[key] = counts.get(key, 0) + 1
         for role, name in view.layer_norms(layer):
             key = f"{role}:norm"
             sums[key] = sums.get(key, 0) + np.log(np.abs(view.ckpt.read(name)) + 1e-6)

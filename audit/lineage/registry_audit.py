@@ -14,6 +14,8 @@ from audit.record.models import (
     ArchitectureBorrowedEvidence,
     ArchitectureBorrowedFlag,
     ArchitectureMatch,
+    CatalogCoverage,
+    FamilyCoverage,
     RegistryProblem,
     RegistrySection,
     SkippedReference,
@@ -48,6 +50,33 @@ def registry_section(cand: ModelView, registry: Registry, comparisons: list[Comp
         weights=weights,
         skipped=skipped,
         errors=[RegistryProblem(entry=p, problem=m) for p, m in registry.errors],
+        catalog=catalog_coverage(registry, {c.reference for c in comparisons}),
+    )
+
+
+def catalog_coverage(registry: Registry, compared: set[str]) -> CatalogCoverage | None:
+    """Which catalog families the registry's weight fingerprints checked: those of `compared` (names of the
+    references actually compared; a fingerprint skipped as not comparable checked nothing). None when the
+    catalog cannot be read (it ships with the package, so only a broken install gets here)."""
+    from audit.errors import InputError
+    from audit.fingerprinting.catalog import load_catalog, weight_owner
+
+    try:
+        catalog = load_catalog()
+    except InputError:
+        return None
+    hit: dict[str, list[str]] = {}
+    for w in registry.of_kind("weights"):
+        if w.name not in compared:
+            continue
+        owner = weight_owner(w.data["reference"].stored, w.name, catalog)
+        if owner is not None and owner.hub_id not in hit.setdefault(owner.family, []):
+            hit[owner.family].append(owner.hub_id)
+    families = catalog.families()
+    return CatalogCoverage(
+        models=len(catalog.entries), families=len(families),
+        checked=[FamilyCoverage(family=f, models=len(families[f]), compared=hit[f]) for f in families if f in hit],
+        unchecked=[f for f in families if f not in hit],
     )
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from audit.record.names import CommandName, FlagKind, Label, Operation, StatisticName
+from audit.record.names import CommandName, EdgeRule, FlagKind, Label, Operation, StatisticName
 
 SCHEMA: Literal["provaudit.record/2"] = "provaudit.record/2"
 
@@ -94,6 +94,24 @@ class TokenizerSummary(Section):
     special: dict[str, str] = Field(default_factory=dict)
 
 
+class ReadStats(Section):
+    """How much of a model's weight files an audit read, and (from the Hub) fetched over the network."""
+
+    source: Literal["local", "hub"] = Field(description="local files, or the Hugging Face Hub (or a mirror) by "
+                                                        "HTTP range requests")
+    bytes_read: int = Field(description="bytes of the weight files the readers read: headers, metadata and the "
+                                        "tensor rows compared (hashing a local file for `files` reads it once "
+                                        "more, apart from this)")
+    bytes_total: int = Field(description="total size of the weight files")
+    reads: int = Field(description="range reads issued, after merging close ones")
+    bytes_fetched: int | None = Field(default=None, description="Hub: bytes received over the network in this "
+                                                                "run (ranges already in the local range cache "
+                                                                "cost none)")
+    http_requests: int | None = Field(default=None, description="Hub: HTTP range requests sent for weight bytes")
+    endpoint: str | None = Field(default=None, description="Hub: the endpoint read (HF_ENDPOINT: a mirror)")
+    revision: str | None = Field(default=None, description="Hub: the commit the files were read at")
+
+
 class ModelInfo(Section):
     """A model the record talks about: the subject, a reference checkpoint, or a stored fingerprint."""
 
@@ -105,6 +123,7 @@ class ModelInfo(Section):
     tokenizer: TokenizerSummary | None = None
     family: str | None = Field(default=None, description="registry family (stored fingerprints)")
     source: str | None = Field(default=None, description="where a stored fingerprint was built from")
+    io: ReadStats | None = Field(default=None, description="what reading this checkpoint cost (checkpoints only)")
 
 
 # ---------------------------------------------------------------- white-box comparison
@@ -147,6 +166,8 @@ class Alignment(Section):
     hidden_size: tuple[int, int]
     fixed_points: int | None = None
     sign_flips: int = 0
+    gram_units: int | None = Field(default=None, description="aligned hidden units the Gram descriptors and their "
+                                   "null used (128; 32 for a registry entry the first, cheap pass found unrelated)")
 
 
 class TokenizerComparison(Section):
@@ -247,6 +268,30 @@ class RegistryProblem(Section):
     problem: str
 
 
+class FamilyCoverage(Section):
+    """A catalog family that was checked at the weight level: which of its models' fingerprints were compared."""
+
+    family: str
+    models: int = Field(description="models of the family in the base-model catalog")
+    compared: list[str] = Field(default_factory=list,
+                                description="hub ids of the family's models whose weight fingerprints were compared")
+
+
+class CatalogCoverage(Section):
+    """What the registry's weight fingerprints covered of the base-model catalog (fingerprints/catalog.yaml).
+
+    A family is checked at the weight level only when a fingerprint of one of its models was compared; a
+    derivative of a family in `unchecked` cannot have been found by weights, whatever the verdict says.
+    """
+
+    models: int = Field(description="models in the catalog")
+    families: int = Field(description="families in the catalog")
+    checked: list[FamilyCoverage] = Field(default_factory=list)
+    unchecked: list[str] = Field(default_factory=list,
+                                 description="catalog families with no weight fingerprint compared: not checked at "
+                                             "the weight level")
+
+
 class RegistrySection(Section):
     entries: int
     architecture: list[ArchitectureMatch] = Field(default_factory=list)
@@ -254,6 +299,8 @@ class RegistrySection(Section):
     weights: list[WeightMatch] = Field(default_factory=list)
     skipped: list[SkippedReference] = Field(default_factory=list)
     errors: list[RegistryProblem] = Field(default_factory=list)
+    catalog: CatalogCoverage | None = Field(default=None, description="which base-model catalog families the "
+                                                                      "registry's weight fingerprints covered")
 
 
 # ---------------------------------------------------------------- black-box probes
@@ -555,9 +602,118 @@ def evidence_view(record: Record) -> dict[str, Any]:
         data.pop(key, None)
     for comp in data.get("comparisons") or []:
         comp.pop("seconds", None)
+    for model in [data.get("subject"), *(data.get("references") or [])]:
+        if isinstance(model, dict):
+            model.pop("io", None)  # what reading cost depends on caches and on what else the run read
     run = data.get("probe_run")
     if isinstance(run, dict):
         run.pop("seconds", None)
         for event in run.get("events") or []:
             event.pop("t", None)
     return data
+
+
+# ---------------------------------------------------------------- a batch's lineage tree (provaudit.lineage/1)
+
+
+LINEAGE_SCHEMA: Literal["provaudit.lineage/1"] = "provaudit.lineage/1"
+
+
+class LineageNode(Section):
+    """A model in a batch's lineage: a manifest row, or a parent that the rows' audits found (registry or reference)."""
+
+    id: str = Field(description="unique within the tree; edges name nodes by it")
+    name: str
+    kind: Literal["model", "registry", "reference"] = Field(
+        description="model: a manifest row; registry: a stored fingerprint a row was found to derive from; "
+                    "reference: a reference checkpoint (not a row) a row was found to derive from")
+    line: int | None = Field(default=None, description="manifest line (rows)")
+    path: str | None = Field(default=None, description="the model as the manifest gives it, or the reference's path")
+    verdict: Label | None = Field(default=None, description="the row's own audit verdict (rows)")
+    report: str | None = Field(default=None, description="the row's HTML report, relative to the batch folder")
+    fingerprint: str | None = Field(default=None, description="cache key of the row's stored weight fingerprint")
+    family: int | None = Field(default=None, description="family number (from 1); null for a model related to "
+                                                         "no other")
+    depth: int = Field(default=0, description="generation in the drawn tree: 0 for a root")
+
+
+class LineageEdge(Section):
+    """A relation between two nodes: `parent` -> `child` when `directed`, else undirected ('related')."""
+
+    parent: str = Field(description="node id (for an undirected edge: the node drawn above)")
+    child: str = Field(description="node id")
+    directed: bool
+    rule: EdgeRule = Field(description="what decided the direction (undirected: nothing did)")
+    rule_detail: str = ""
+    relation: str = Field(description="the text drawn on the edge: the label and the weight operations")
+    label: Label = Field(description="the verdict of the comparison behind the edge (derived or fine-tuned)")
+    operations: list[Operation] = Field(default_factory=list)
+    packaging: list[Operation] = Field(default_factory=list)
+    statistic: Statistic = Field(description="the key statistic (layer-gram-similarity) with its null and p-value")
+    exact_log10_p: float | None = Field(default=None, description="exact tests (units and neurons in place), "
+                                                                  "Bonferroni over the tests run")
+    layers_matched: int
+    layers_compared: int
+    matched_share: float = Field(ge=0.0, le=1.0, description="share of the child's compared layers that carry "
+                                                             "the parent's weights")
+    confidence: float | None = None
+    source: Literal["pairwise", "row-audit"] = Field(
+        description="pairwise: two rows' stored fingerprints compared; row-audit: a row's own audit against a "
+                    "registry fingerprint or reference checkpoint")
+    in_tree: bool = Field(description="drawn in the picture; false for a relation the tree already explains")
+    note: str | None = Field(default=None, description="why an edge is not drawn (implied by a chain, siblings)")
+    summary: str = Field(description="the comparison's verdict in one sentence")
+
+
+class LineagePair(Section):
+    """A pair of rows that was not compared, or whose comparison was inconclusive."""
+
+    a: str
+    b: str
+    reason: str
+
+
+class LineageExcluded(Section):
+    """A row left out of the tree (no weight fingerprint)."""
+
+    name: str
+    line: int
+    reason: str
+
+
+class LineageTree(Section):
+    """Who derives from whom among a batch's models: every row's stored weight fingerprint compared with every
+    other's (each pair once), plus the registry and reference parents the rows' audits found."""
+
+    schema_: Literal["provaudit.lineage/1"] = Field(default=LINEAGE_SCHEMA, alias="schema")
+    tool: Tool
+    created: str
+    manifest: str
+    seed: int = 0
+    method: str = Field(description="what was compared with what in the pairwise step")
+    nodes: list[LineageNode] = Field(default_factory=list)
+    edges: list[LineageEdge] = Field(default_factory=list)
+    families: int = Field(default=0, description="connected groups of two or more related models")
+    pairs_compared: int = Field(default=0, description="pairs of rows compared (n(n-1)/2 less the skipped)")
+    pairs_from_cache: int = 0
+    pairs_related: int = 0
+    pairs_unrelated: int = Field(default=0, description="pairs whose verdict was original")
+    pairs_inconclusive: int = 0
+    pairs_skipped: int = Field(default=0, description="pairs that could not be compared (e.g. no shared vocabulary)")
+    skipped: list[LineagePair] = Field(default_factory=list, description="the first 100 skipped pairs")
+    inconclusive: list[LineagePair] = Field(default_factory=list, description="the first 100 inconclusive pairs")
+    excluded: list[LineageExcluded] = Field(default_factory=list)
+    seconds: float | None = None
+
+    def summary_line(self) -> str:
+        """'lineage: 7 models, 4 edges, 2 families' (edges drawn in the tree)."""
+        drawn = sum(e.in_tree for e in self.edges)
+        text = (f"lineage: {len(self.nodes)} model{'' if len(self.nodes) == 1 else 's'}, {drawn} "
+                f"edge{'' if drawn == 1 else 's'}, {self.families} famil{'y' if self.families == 1 else 'ies'}")
+        extra = []
+        if self.pairs_skipped:
+            extra.append(f"{self.pairs_skipped} pair{'' if self.pairs_skipped == 1 else 's'} not comparable")
+        if self.excluded:
+            extra.append(f"{len(self.excluded)} not fingerprinted")
+        return text + (f" ({'; '.join(extra)})" if extra else "")
+

@@ -129,6 +129,21 @@ class CommandName(Named):
     DEMO = ("demo", "the built-in example audits")
 
 
+class EdgeRule(Named):
+    """How a batch's lineage tree decided which of two related models is the parent (provaudit.lineage/1)."""
+
+    OPERATION = ("operation", "an operation with a direction was detected between the two (layer-pruning, "
+                 "width-pruning, layer-duplication, vocab-extension, vocab-reduction, quantization, "
+                 "format-conversion): the edge points from the deeper, wider, float or original-format model to "
+                 "the one the operation produced")
+    AUDIT_REFERENCE = ("audit-reference", "the child's own audit was given the parent as a reference (manifest "
+                       "or --reference) and found the child derived from or fine-tuned from it")
+    REGISTRY_BASE = ("registry-base", "the child's audit found it derived from a registry fingerprint of a known "
+                     "base model: a registry base is a parent")
+    UNDIRECTED = ("undirected", "the weights are related but nothing says which came first (a fine-tune and its "
+                  "base look alike from either side): drawn as an undirected 'related' edge")
+
+
 #: How the files were repackaged. These say nothing about how the weights changed, so they never decide the label.
 PACKAGING: frozenset[Operation] = frozenset({Operation.FORMAT_CONVERSION, Operation.RENAMED_TENSORS,
                                              Operation.QUANTIZATION, Operation.DTYPE_CONVERSION})

@@ -311,7 +311,24 @@ def registry_lines(reg: RegistrySection) -> list[str]:
                    f"p {format_p(None, w.log10_p)})")
     if reg.skipped:
         out.append(f"weights not comparable: {len(reg.skipped)} entries (too few shared tokens)")
+    if (line := unchecked_line(reg, limit=8)) is not None:
+        out.append(line)
     return out
+
+
+def unchecked_line(reg: RegistrySection, limit: int | None = None) -> str | None:
+    """The catalog families the registry could not check by weights, in one plain line (None: nothing to say).
+
+    `limit`: name at most that many families (the terminal); the HTML and JSON name them all.
+    """
+    cov = reg.catalog
+    if cov is None or not cov.unchecked:
+        return None
+    names = cov.unchecked if limit is None or len(cov.unchecked) <= limit else cov.unchecked[:limit]
+    more = f" and {len(cov.unchecked) - len(names)} more" if len(names) < len(cov.unchecked) else ""
+    return (f"weights not checked for {len(cov.unchecked)} of {cov.families} catalog families (no fingerprint "
+            f"of theirs in the registry, or none comparable): {', '.join(names)}{more}; a model derived from one "
+            "of them cannot have been found by weights (provaudit refs list; refs build --catalog)")
 
 
 # ---------------------------------------------------------------- console view
@@ -339,6 +356,12 @@ def _verdict_panel(record: Record, width: int) -> Panel:
         info.append(")")
     info.append(f"; {n} reference{'s' if n != 1 else ''} checked")
     lines.append(info)
+    io = subject.io
+    if io is not None and io.bytes_total:
+        got = io.bytes_fetched if io.source == "hub" and io.bytes_fetched is not None else io.bytes_read
+        verb = f"fetched from the Hub ({io.endpoint})" if io.source == "hub" else "read"
+        lines.append(Text(f"weights {verb}: {format_bytes(got)} of {format_bytes(io.bytes_total)} "
+                          f"({got / io.bytes_total:.1%})", style="dim"))
     if label is Label.ORIGINAL:
         lines.append(Text(f"original = no derivation from any of the {n} references checked.", style="dim"))
     return Panel(

@@ -58,6 +58,7 @@ from audit.reporting.console import (
     reference_layers,
     references_checked,
     tokenizer_text,
+    unchecked_line,
 )
 from audit.reporting.registry_view import registry_rows
 
@@ -369,6 +370,7 @@ def build_view(record: Record) -> dict[str, Any]:
         files += _files(f"reference: {ref.name}", ref)
     return {
         "registry": registry_rows(record.registry) if record.registry is not None else None,
+        "registry_unchecked": unchecked_line(record.registry) if record.registry is not None else None,
         "tokenizer_chart": _tokenizer_chart(record),
         "claims_chart": _claims_chart(record),
         "title": f"provaudit: {subject.name}",

@@ -1,11 +1,15 @@
-"""The batch index page: one self-contained HTML table over the index rows (jinja2, autoescaped)."""
+"""The batch index page: one self-contained HTML table over the index rows and the batch's family tree
+(jinja2, autoescaped; the tree's SVG is built and escaped by `audit.reporting.lineage_view`)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from audit.record.models import LineageTree
 
 TEMPLATE = "index.html.j2"
 LABELS = ("original", "derived", "fine-tuned", "inconclusive")
@@ -51,8 +55,11 @@ def _row_view(n: int, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render_index(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    """HTML for the batch index. `meta`: manifest, created, tool (name version), seconds (optional)."""
+def render_index(rows: list[dict[str, Any]], meta: dict[str, Any], lineage: LineageTree | None = None) -> str:
+    """HTML for the batch index. `meta`: manifest, created, tool (name version), seconds (optional);
+    `lineage`: the batch's family tree, drawn above the table."""
+    from audit.reporting.lineage_view import lineage_view
+
     labels = Counter(r.get("verdict") if r.get("status") == "ok" else "error" for r in rows)
     counts = [{"label": k, "cls": k, "count": labels[k]} for k in (*LABELS, "error") if labels.get(k)]
     failed = labels.get("error", 0)
@@ -67,5 +74,6 @@ def render_index(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "rows": [_row_view(i + 1, r) for i, r in enumerate(rows)],
         "tool": str(meta.get("tool") or "provaudit"),
         "footer": f"{meta.get('tool') or 'provaudit'} · written {meta.get('created') or ''}",
+        "lineage": lineage_view(lineage),
     }
     return _environment().get_template(TEMPLATE).render(v=view)

@@ -74,19 +74,16 @@ def _map(m: tiny.TinyModel, fn) -> tiny.TinyModel:
     return m.replace(tensors=out)
 
 
-def test_grams_cover_every_hidden_weight_and_norm(base, base_grams, dims) -> None:
+def test_grams_cover_every_row_readable_weight_and_norm(base, base_grams, dims) -> None:
+    """(out, in) storage: the weights whose stored rows are hidden units are o and down; q/k/v/gate/up would
+    need whole columns (every byte of the tensor) and are left out."""
     m = len(dims)
-    expected = [(layer, f"{role}:{'in' if role in IN_SIDE else 'out'}")
-                for layer in range(LAYERS) for role in IN_SIDE + OUT_SIDE]
+    expected = [(layer, f"{role}:out") for layer in range(LAYERS) for role in OUT_SIDE]
     assert sorted(base_grams.keys) == sorted(expected)
     assert base_grams.grams.shape == (len(expected), m, m)
     np.testing.assert_allclose(np.diagonal(base_grams.grams, axis1=1, axis2=2), 1.0, atol=1e-5)
     np.testing.assert_allclose(base_grams.grams, base_grams.grams.transpose(0, 2, 1), atol=1e-6)
     # an entry is the cosine of two hidden units' weight vectors, computed here from scratch
-    k = base_grams.keys.index((2, "up:in"))
-    w = base.tensors[_name(2, "up")][:, dims].astype(np.float64)
-    w /= np.linalg.norm(w, axis=0)
-    np.testing.assert_allclose(base_grams.grams[k], w.T @ w, atol=1e-5)
     k = base_grams.keys.index((4, "down:out"))
     w = base.tensors[_name(4, "down")][dims, :].astype(np.float64)
     w /= np.linalg.norm(w, axis=1, keepdims=True)

@@ -199,11 +199,6 @@ def test_q8_0_dequantizes_close_to_the_source(gguf_file) -> None:
 # llama-arch GGUF: q/k rows are stored interleaved (as llama.cpp's converter writes them) and read back in
 # HF order; every other tensor is stored as is.
 
-_ROWS_SKIP_UNPERMUTE = ("GGUFFile.read(info, rows) dequantizes the selected rows but skips the rotary "
-                        "un-interleave that read(info) applies to llama attn_q/attn_k, so Checkpoint.read_rows"
-                        "(name, rows) != read(name)[rows] for those tensors (latent: only embedding rows are read "
-                        "by row today)")
-
 
 @pytest.fixture(scope="module")
 def llama_gguf(tmp_path_factory) -> tuple[tiny.TinyModel, Path]:
@@ -220,9 +215,7 @@ def test_llama_gguf_reads_back_hf_weights_exactly(llama_gguf) -> None:
             _assert_bit_identical(ckpt.read(gg[role].format(i=i)), m.tensors[tmpl.format(i=i)])
 
 
-@pytest.mark.parametrize("role", [
-    pytest.param(r, marks=[pytest.mark.xfail(strict=True, reason=_ROWS_SKIP_UNPERMUTE)] if r in ("q", "k") else [])
-    for r in tiny.LLAMA_SCHEMES["gguf"] if r not in ("attn_norm", "mlp_norm", "final_norm")])
+@pytest.mark.parametrize("role", [r for r in tiny.LLAMA_SCHEMES["gguf"] if r not in ("attn_norm", "mlp_norm", "final_norm")])
 def test_llama_gguf_read_rows_agrees_with_read(llama_gguf, role) -> None:
     _, path = llama_gguf
     ckpt = open_checkpoint(path)
