@@ -144,7 +144,7 @@ def _weights(request: Request, suites: list[Suite], progress: Progress | None, w
     comparisons, verdicts, sections, skipped = [], [], [], []
     for ref in refs:
         if progress is not None:
-            progress.start(f"{cand.name} vs {ref.name}", _work(cand) * (2 if ref.view is not None else 1))
+            progress.start(f"{cand.name} vs {ref.name}", 2 * _work(cand))  # both models, or the screen and the full pass
         try:
             cmp = (compare_views(cand, ref, seed=request.seed, progress=progress) if ref.view is not None
                    else compare_screened(cand, ref, seed=request.seed, progress=progress))

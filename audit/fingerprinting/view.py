@@ -17,7 +17,8 @@ from audit.checkpoint.model import Checkpoint
 from audit.fingerprinting.architecture import architecture
 from audit.fingerprinting.roles import NORM_ROLES, RoleMap, assign_roles, hidden_sides
 
-ROW_CACHE_BYTES = 768 << 20  # float32 rows kept per model (a 7B model's rows for one comparison: ~250 MB)
+ROW_CACHE_BYTES = 512 << 20  # float32 rows kept per model: a 7B comparison needs ~250 MB; the cap leaves room for
+# a 70B alignment (8192 x 8192 assignment, ~1 GB; estimated, not measured) under 2 GiB
 
 
 @dataclass
