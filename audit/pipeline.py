@@ -19,6 +19,9 @@ from audit.errors import InputError
 from audit.record.models import (
     AnyFlag,
     Command,
+    FileDigest,
+    MergeInfo,
+    MergeParent,
     ModelInfo,
     ProbeFailure,
     Record,
@@ -27,12 +30,14 @@ from audit.record.models import (
     Tool,
     Verdict,
 )
-from audit.record.names import CommandName, FlagKind, Label
+from audit.record.names import CommandName, FlagKind, Label, Operation
 
 if TYPE_CHECKING:
+    from audit.checkpoint.model import Checkpoint
     from audit.checkpoint.progress import Progress
     from audit.fingerprinting.registry import Registry
     from audit.fingerprinting.view import ModelView
+    from audit.lineage.compare import Comparison
     from audit.probing.runner import ProbeSettings
     from audit.probing.session import ProbeOutcome
     from audit.probing.suite import Suite
@@ -121,6 +126,7 @@ def run(request: Request, progress: Progress | None = None, warn: Warn | None = 
 def _weights(request: Request, suites: list[Suite], progress: Progress | None, warn: Warn | None,
              reuse_registry: bool, candidate: ModelView | None = None) -> Record:
     from audit.checkpoint import open_checkpoint
+    from audit.checkpoint.adapter import ADAPTER_FORMAT
     from audit.checkpoint.hashing import BackgroundHasher
     from audit.errors import NothingComparable
     from audit.fingerprinting.describe import model_info, stored_info
@@ -132,8 +138,13 @@ def _weights(request: Request, suites: list[Suite], progress: Progress | None, w
     from audit.lineage.verdict import judge, no_weight_evidence, overall
 
     assert request.model is not None
+    opened = candidate.ckpt if candidate is not None else \
+        open_checkpoint(request.model, allow_pickle=request.allow_pickle, name=request.name)
+    if opened.format == ADAPTER_FORMAT:  # a PEFT adapter is audited as what it is, not as a model
+        return _adapter(request, opened)
+    candidate = candidate or ModelView(opened)
     registry = registry_for(request.registries, warn, reuse_registry) if request.registries is not None else None
-    cand = candidate or ModelView(open_checkpoint(request.model, allow_pickle=request.allow_pickle, name=request.name))
+    cand = candidate
     live = [ModelView(open_checkpoint(path, allow_pickle=request.allow_pickle, name=ref_name))
             for path, ref_name in request.references]
     _dedupe_names(live)
@@ -160,6 +171,9 @@ def _weights(request: Request, suites: list[Suite], progress: Progress | None, w
     if not comparisons and registry is None:
         raise InputError("no reference could be compared")
     verdict = overall(verdicts, comparisons) if comparisons else no_weight_evidence(len(skipped))
+    merge = _merge(cand, live, comparisons, request.seed) if len(live) >= 2 else None
+    if merge is not None:
+        verdict = _merge_verdict(verdict, merge)
     flags: list[AnyFlag] = list(verdict_flags(verdict, comparisons))
     reg: RegistrySection | None = None
     if registry is not None:
@@ -177,8 +191,74 @@ def _weights(request: Request, suites: list[Suite], progress: Progress | None, w
         tool=Tool(version=__version__), created=_now(), command=_command(request), subject=subject,
         references=references, verdict=verdict, comparisons=sections, flags=flags,
         probes=outcome.probes if outcome is not None else [], probe_run=outcome.run if outcome is not None else None,
-        registry=reg,
+        registry=reg, merge=merge,
     )
+
+
+def _merge(cand: ModelView, live: list[ModelView], comparisons: list[Comparison], seed: int) -> MergeInfo | None:
+    """Whether the candidate combines two or more of the checkpoints given as references (a merge)."""
+    from audit.lineage.merges import find_merge
+
+    by_name = {c.reference: c for c in comparisons}
+    found = find_merge(cand, [(v, by_name.get(v.name)) for v in live], seed=seed)
+    if found is None:
+        return None
+    parents = [MergeParent(reference=name, weight=round(w, 4),
+                           spread=round(found.spread[name], 4) if name in found.spread else None,
+                           layers=found.layers.get(name, []))
+               for name, w in found.parents]
+    return MergeInfo(kind=found.kind, parents=parents, residual=round(found.residual, 4),
+                     layers_compared=found.layers_compared, detail=found.detail)
+
+
+def _merge_verdict(verdict: Verdict, merge: MergeInfo) -> Verdict:
+    """A merge is derived from every parent named: the one with the largest weight is `parent`."""
+    top = max(merge.parents, key=lambda p: p.weight)
+    names = ", ".join(f"{p.reference} ({p.weight:.2f})" for p in merge.parents)
+    ops = [Operation.MERGE, *(o for o in verdict.operations if o not in (Operation.MERGE, Operation.PARTIAL_REUSE))]
+    carried = verdict.label in (Label.DERIVED, Label.FINE_TUNED)
+    return verdict.model_copy(update={
+        "label": Label.DERIVED, "parent": top.reference, "operations": ops,
+        "confidence": verdict.confidence if carried else None,
+        "confidence_basis": (verdict.confidence_basis if carried else None),
+        "summary": f"A {merge.kind} merge of {names}: {merge.detail}. " + verdict.summary})
+
+
+def _adapter(request: Request, ckpt: Checkpoint) -> Record:
+    """A PEFT adapter: what it declares (base, rank, targets) and whether its shapes fit the base it is checked
+    on (the first reference). Fitting makes the adapter a fine-tune of that base in waiting (relation: adapter)."""
+    from audit.checkpoint import open_checkpoint
+    from audit.checkpoint.adapter import read_adapter
+    from audit.checkpoint.hashing import BackgroundHasher
+    from audit.fingerprinting.describe import model_info
+    from audit.fingerprinting.view import ModelView
+    from audit.lineage.adapters import adapter_findings
+
+    adapter = read_adapter(ckpt)
+    hasher = BackgroundHasher(ckpt.files)
+    base = None
+    if request.references:
+        path, ref_name = request.references[0]
+        base = ModelView(open_checkpoint(path, allow_pickle=request.allow_pickle, name=ref_name))
+    found = adapter_findings(adapter, base)
+    summary = found.summary()[0].upper() + found.summary()[1:] + "."
+    if base is None:
+        hint = f" (e.g. hf:{found.base_declared})" if found.base_declared and "/" in found.base_declared else ""
+        verdict = Verdict(label=Label.INCONCLUSIVE, summary=summary + " Give the base it declares as a reference"
+                          f"{hint} to check that its shapes fit.")
+    elif found.shapes_fit:
+        verdict = Verdict(label=Label.FINE_TUNED, parent=base.name, references_checked=1,
+                          confidence_basis="structural: every adapted module's shape fits the base; no weights "
+                                           "are compared (an adapter holds only the update)",
+                          summary=summary + f" Applied to {base.name}, it makes a fine-tune of it (relation: adapter).")
+    else:
+        verdict = Verdict(label=Label.INCONCLUSIVE, references_checked=1,
+                          summary=summary + " Check it against the base it declares.")
+    subject = ModelInfo(name=ckpt.name, path=str(ckpt.path), format=ckpt.format,
+                        files=[FileDigest.model_validate(f) for f in hasher.result()])
+    references = [_with_io(model_info(base, BackgroundHasher(base.ckpt.files).result()), base)] if base else []
+    return Record(tool=Tool(version=__version__), created=_now(), command=_command(request), subject=subject,
+                  references=references, verdict=verdict, adapter=found.to_record())
 
 
 def _probe_stage(request: Request, suites: list[Suite], verdict: Verdict, references: list[ModelInfo],

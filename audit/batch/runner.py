@@ -26,6 +26,7 @@ from audit.batch.hashcache import FileHasher
 from audit.batch.manifest import Row, read_manifest
 from audit.batch.task import Task, known_fingerprint_key, known_key
 from audit.errors import InputError
+from audit.fingerprinting.view import unique_names
 from audit.record.io import parse_record
 from audit.record.models import BatchInfo, LineageTree, Record
 
@@ -175,7 +176,7 @@ def plan(rows: list[Row], opts: BatchOptions, manifest: Path, say: Echo, hasher:
         if opts.no_registry and not refs:
             problems.append(f"{manifest}:{row.line}: no references for this model and --no-registry given")
             continue
-        names = _dedupe([n or _default_name(Path(p)) for p, n in refs])
+        names = unique_names([n or _default_name(Path(p)) for p, n in refs])
         row_suites = tuple(dict.fromkeys([*opts.suites, *row.probes]))
         tasks.append(Task(
             index=i, line=row.line, model=row.path, name=row.name or _default_name(Path(row.path)),
@@ -192,16 +193,6 @@ def plan(rows: list[Row], opts: BatchOptions, manifest: Path, say: Echo, hasher:
         return tasks
     registry = _registry_digest(opts, say, hasher)  # only once the manifest is known good: nothing written before
     return [replace(t, registry_digest=registry) for t in tasks]
-
-
-def _dedupe(names: list[str]) -> list[str]:
-    """Names as the audit reports them: a repeated name gets '#2', '#3', ... (like run_lineage)."""
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if seen[n] == 1 else f"{n}#{seen[n]}")
-    return out
 
 
 def _suite_digests(rows: list[Row], opts: BatchOptions, manifest: Path, problems: list[str]) -> dict[str, str]:

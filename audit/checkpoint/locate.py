@@ -10,6 +10,15 @@ from typing import Any
 
 import numpy as np
 
+from audit.checkpoint.adapter import (
+    ADAPTER_CONFIG,
+    ADAPTER_FORMAT,
+    Adapter,
+    adapter_weights_file,
+    is_adapter_folder,
+    read_adapter,
+    read_adapter_config,
+)
 from audit.checkpoint.build import gguf_checkpoint, read_json_object, safetensors_checkpoint
 from audit.checkpoint.model import Checkpoint, TensorInfo, TokenizerData
 from audit.checkpoint.onnx_file import ONNXFile
@@ -48,7 +57,9 @@ def open_checkpoint(model: str | os.PathLike, allow_pickle: bool = False, name: 
             raise InputError(f"{ref}: the checkpoint holds no tensors")
         return ckpt
     assert path is not None
-    if path.is_dir():
+    if path.is_dir() and is_adapter_folder(path):
+        ckpt = _open_adapter(path, allow_pickle)
+    elif path.is_dir():
         ckpt = _open_folder(path, allow_pickle)
     elif path.suffix == ".safetensors":
         ckpt = _open_safetensors([path], path, {}, None, "safetensors")
@@ -166,6 +177,27 @@ def _open_folder(folder: Path, allow_pickle: bool) -> Checkpoint:
     if pickles:
         return _open_pickle(pickles, folder, config, tokenizer, allow_pickle)
     raise InputError(f"{folder}: no weights found (no .safetensors, single .gguf, model.onnx, or pickle files)")
+
+
+def open_adapter(model: str | os.PathLike, allow_pickle: bool = False, name: str | None = None) -> Adapter:
+    """Open and validate a PEFT adapter folder (LoRA / DoRA); InputError when it is not one or is unusable."""
+    ckpt = open_checkpoint(model, allow_pickle=allow_pickle, name=name)
+    if ckpt.format != ADAPTER_FORMAT:
+        raise InputError(f"{model}: not a PEFT adapter folder (no {ADAPTER_CONFIG})")
+    return read_adapter(ckpt)
+
+
+def _open_adapter(folder: Path, allow_pickle: bool) -> Checkpoint:
+    """A PEFT adapter folder: its weights file opened as a Checkpoint of format "adapter" whose config is
+    adapter_config.json (validate it with audit.checkpoint.adapter.read_adapter)."""
+    config = read_adapter_config(folder)
+    weights = adapter_weights_file(folder)
+    if weights.suffix == ".safetensors":
+        ckpt = _open_safetensors([weights], folder, config, None, ADAPTER_FORMAT)
+    else:
+        ckpt = _open_pickle([weights], folder, config, None, allow_pickle)
+        ckpt.format = ADAPTER_FORMAT
+    return ckpt
 
 
 def _folder_onnx(folder: Path) -> Path | None:

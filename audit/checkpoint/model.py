@@ -58,6 +58,17 @@ class RowLayout:
     order: np.ndarray | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class TensorPart:
+    """A virtual tensor: some rows (axis 0) or columns (axis 1) of a stored 2-D tensor, e.g. the q rows of a
+    fused qkv projection. Reading a row part reads only the parent's rows it names."""
+
+    name: str
+    parent: str
+    axis: int  # 0: index picks the parent's stored rows; 1: it picks columns of each stored row
+    index: np.ndarray  # parent row / column ids, in the part's order
+
+
 @dataclass
 class Checkpoint:
     """A model checkpoint opened for reading. Tensors are read as float32, whole or by rows."""
@@ -74,10 +85,35 @@ class Checkpoint:
     _layout: Callable[[TensorInfo], RowLayout] | None = None
     io: IOCounter | None = None  # what the readers read (None: a format whose reads are not counted)
     folder: Path | None = None  # where the model's small files (card, config, tokenizer, licence) are
+    parts: dict[str, TensorPart] = field(default_factory=dict)  # virtual tensors (also listed in `tensors`)
+
+    @property
+    def stored_tensors(self) -> list[str]:
+        """Names of the tensors the files hold (the virtual parts left out)."""
+        return [n for n in self.tensors if n not in self.parts]
+
+    def add_parts(self, parts: Sequence[TensorPart]) -> None:
+        """Register virtual tensors (row or column ranges of stored 2-D tensors) readable like stored ones."""
+        for p in parts:
+            if p.name in self.parts:
+                continue
+            parent = self.tensors[p.parent]
+            if len(parent.shape) != 2 or p.axis not in (0, 1):
+                raise ValueError(f"{p.name}: parts split 2-D tensors by rows or columns")
+            if p.index.size and (int(p.index.min()) < 0 or int(p.index.max()) >= parent.shape[p.axis]):
+                raise ValueError(f"{p.name}: index out of range for {p.parent} {parent.shape}")
+            shape = (len(p.index), parent.shape[1]) if p.axis == 0 else (parent.shape[0], len(p.index))
+            self.parts[p.name] = p
+            self.tensors[p.name] = TensorInfo(p.name, shape, parent.dtype, parent.file)
 
     def read(self, name: str) -> np.ndarray:
         """Return tensor `name` as a float32 array in (out, in) orientation."""
         info = self.tensors[name]
+        part = self.parts.get(name)
+        if part is not None:
+            if part.axis == 0:
+                return self.read_rows_many([(part.parent, part.index)])[0].reshape(info.shape)
+            return self.read(part.parent)[:, part.index]
         if self._layout is not None:
             return self.read_rows_many([(name, slice(None))])[0].reshape(info.shape)
         return self._reader(info)
@@ -90,6 +126,25 @@ class Checkpoint:
     def read_rows_many(self, requests: Sequence[tuple[str, Rows]]) -> list[np.ndarray]:
         """Rows of several tensors at once: the byte runs of all of them are planned together, close runs are
         merged, and remote ones are fetched concurrently. Returns one float32 array per request."""
+        if not self.parts:
+            return self._read_stored_many(requests)
+        stored: list[tuple[str, Rows]] = []
+        columns: list[np.ndarray | None] = []
+        for name, rows in requests:
+            part = self.parts.get(name)
+            if part is None:
+                stored.append((name, rows))
+                columns.append(None)
+            elif part.axis == 0:
+                stored.append((part.parent, part.index[rows]))
+                columns.append(None)
+            else:
+                stored.append((part.parent, rows))
+                columns.append(part.index)
+        got = self._read_stored_many(stored)
+        return [g if c is None else g[..., c] for g, c in zip(got, columns, strict=True)]
+
+    def _read_stored_many(self, requests: Sequence[tuple[str, Rows]]) -> list[np.ndarray]:
         plans: list[_Plan | None] = []
         wanted: dict[int, tuple[ByteSource, list[tuple[int, int]]]] = {}
         for name, rows in requests:

@@ -30,7 +30,7 @@ def build_fingerprint(ckpt: Checkpoint, argv: list[str] | None = None, progress:
     hasher = BackgroundHasher(ckpt.files) if hash_files else None  # overlaps hashing with reading rows
     view = ModelView(ckpt)
     if progress:
-        progress.start(f"fingerprint {ckpt.name}", len(ckpt.tensors))
+        progress.start(f"fingerprint {ckpt.name}", len(ckpt.stored_tensors))
     weights = weight_statistics(view, tick=progress.tick if progress else None)
     info = model_info(view, hasher.result() if hasher else _unhashed(ckpt))
     if ckpt.io is not None:

@@ -118,7 +118,7 @@ def live_reference(view: ModelView) -> Reference:
     tok = view.ckpt.tokenizer
     return Reference(
         name=view.name, hidden=view.hidden, arch=view.arch, scheme=view.roles.scheme, format=view.ckpt.format,
-        storage_dtypes=view.ckpt.storage_dtypes, tensor_names=set(view.ckpt.tensors), layers=view.roles.layers(),
+        storage_dtypes=view.ckpt.storage_dtypes, tensor_names=set(view.ckpt.stored_tensors), layers=view.roles.layers(),
         tokens=tok.tokens if tok else None, vocab_rows=view.vocab_rows(), view=view,
     )
 
@@ -228,7 +228,7 @@ def fingerprint_arrays(view: ModelView, meta: dict[str, Any], seed: int = 0,
         "architecture": {k: v for k, v in view.arch.items() if k != "layer_roles"},
         "naming_scheme": view.roles.scheme, "format": view.ckpt.format, "storage_dtypes": view.ckpt.storage_dtypes,
         "layers": view.roles.layers(), "vocab_rows": view.vocab_rows(), "anchor_tokens": anchor_tokens,
-        "tensor_names": sorted(view.ckpt.tensors),
+        "tensor_names": sorted(view.ckpt.stored_tensors),
         "layer0_sha256": layer0_hashes(view),
         "layer0_sample_role": sample_role,
         "layer0_rows": LAYER0_ROWS,

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import yaml
 
-from audit.checkpoint.model import TensorInfo
+from audit.checkpoint.model import Checkpoint, TensorInfo, TensorPart
 
 # Which side of a weight matrix lives in the residual ("hidden") space. For (out, in) matrices:
 INPUT_HIDDEN = {"q", "k", "v", "qkv", "gate", "up", "gate_up", "router"}
@@ -47,6 +49,7 @@ class RoleMap:
     scheme: str
     roles: dict[str, Role]  # tensor name -> role
     unmatched: list[str]
+    fused: dict[str, list[str]] = field(default_factory=dict)  # fused tensor -> its parts' names (see split_fused)
 
     def layers(self) -> list[int]:
         return sorted({r.layer for r in self.roles.values() if r.layer is not None})
@@ -98,9 +101,125 @@ def assign_roles(tensors: dict[str, TensorInfo]) -> RoleMap:
     assert best is not None
     weights = [n for n, t in tensors.items() if len(t.shape) == 2]
     covered = sum(1 for n in weights if n in best.roles)
-    if weights and covered >= 0.8 * len(weights):
-        return best
-    return structural_roles(tensors)
+    chosen = best if weights and covered >= 0.8 * len(weights) else structural_roles(tensors)
+    _find_fused_gate_up(chosen.roles, tensors)
+    return chosen
+
+
+def _oriented(tensors: dict[str, TensorInfo], r: Role, name: str) -> tuple[int, ...]:
+    shape = tuple(int(x) for x in tensors[name].shape)
+    return shape[::-1] if r.transpose and len(shape) == 2 else shape
+
+
+def _find_fused_gate_up(roles: dict[str, Role], tensors: dict[str, TensorInfo]) -> None:
+    """An MLP input with no gate beside it and twice as many outputs as the down projection has inputs is a fused
+    [gate; up] (llama.cpp stores Phi-3's gate_up_proj as blk.N.ffn_up): call it gate_up."""
+    per_layer: dict[int, dict[str, str]] = defaultdict(dict)
+    for name, r in roles.items():
+        if r.layer is not None:
+            per_layer[r.layer].setdefault(r.role, name)
+    for layer, found in per_layer.items():
+        if "up" not in found or "down" not in found or "gate" in found:
+            continue
+        up, down = found["up"], found["down"]
+        su, sd = _oriented(tensors, roles[up], up), _oriented(tensors, roles[down], down)
+        if len(su) == 2 and len(sd) == 2 and su[0] == 2 * sd[1]:
+            roles[up] = Role("gate_up", layer, roles[up].transpose)
+            bias = up.removesuffix(".weight") + ".bias"
+            if up.endswith(".weight") and bias in roles:
+                roles[bias] = Role("gate_up_bias", layer, roles[bias].transpose)
+
+
+def _first(config: dict[str, Any], *keys: str) -> int | None:
+    for key in keys:
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _qkv_split(layout: str, n_out: int, n_in: int, config: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """Output ids of q, k and v in a fused qkv weight of n_out outputs, from the config's head counts; None when
+    the counts do not add up to n_out (then the weight stays one fused qkv)."""
+    heads = _first(config, "num_attention_heads", "n_head", "num_heads", "n_heads")
+    kv = _first(config, "num_key_value_heads", "num_kv_heads", "n_head_kv")
+    if config.get("multi_query_attention"):  # ChatGLM2/3
+        kv = _first(config, "multi_query_group_num") or kv
+    if layout == "falcon" and not config.get("new_decoder_architecture"):
+        kv = 1 if config.get("multi_query", True) else heads
+        layout = "blocks" if kv == 1 else "per-head"
+    if heads is None:
+        if n_out % 3 or layout != "blocks":
+            return None
+        heads, head_dim, kv = 1, n_out // 3, 1
+    else:
+        kv = kv or heads
+        head_dim = _first(config, "head_dim", "kv_channels") or n_in // heads
+    if heads % kv or (heads + 2 * kv) * head_dim != n_out:
+        return None
+    ids = np.arange(n_out, dtype=np.int64)
+    if layout == "per-head":
+        if kv != heads:
+            return None
+        cube = ids.reshape(heads, 3, head_dim)
+        return {"q": cube[:, 0].ravel(), "k": cube[:, 1].ravel(), "v": cube[:, 2].ravel()}
+    if layout == "falcon":  # per kv group: its q heads, then one k head, then one v head
+        groups = ids.reshape(kv, heads // kv + 2, head_dim)
+        return {"q": groups[:, :-2].ravel(), "k": groups[:, -2].ravel(), "v": groups[:, -1].ravel()}
+    q, k = heads * head_dim, kv * head_dim
+    return {"q": ids[:q], "k": ids[q:q + k], "v": ids[q + k:]}
+
+
+def fused_parts(roles: RoleMap, tensors: dict[str, TensorInfo], config: dict[str, Any]) -> list[TensorPart]:
+    """Virtual q/k/v and gate/up tensors for the fused qkv and gate_up weights of a role map: output rows of an
+    (out, in) weight, output columns of a transposed (Conv1D) one. Named `<fused name>:<role>`."""
+    layouts = yaml.safe_load((Path(__file__).parent / "roles.yaml").read_text(encoding="utf-8")).get("qkv_layout", {})
+    parts: list[TensorPart] = []
+    for name, r in sorted(roles.roles.items()):
+        if r.role not in ("qkv", "gate_up") or len(tensors[name].shape) != 2:
+            continue
+        axis = 1 if r.transpose else 0
+        n_out, n_in = int(tensors[name].shape[axis]), int(tensors[name].shape[1 - axis])
+        if r.role == "gate_up":
+            split = {"gate": np.arange(n_out // 2), "up": np.arange(n_out // 2, n_out)} if n_out % 2 == 0 else None
+        else:
+            split = _qkv_split(str(layouts.get(roles.scheme, "blocks")), n_out, n_in, config)
+        if split:
+            parts += [TensorPart(f"{name}:{role}", name, axis, idx.astype(np.int64)) for role, idx in split.items()]
+    return parts
+
+
+def fused_summary(roles: RoleMap) -> str | None:
+    """One plain line on the fused weights a role map split, e.g. "fused self_attn.qkv_proj -> q, k, v and
+    mlp.gate_up_proj -> gate, up in 30 layers"; None when nothing was fused."""
+    if not roles.fused:
+        return None
+    kinds: dict[str, set[int]] = defaultdict(set)
+    split: dict[str, str] = {}
+    for parent, parts in roles.fused.items():
+        stem = re.sub(r"^.*?\d+\.", "", parent).removesuffix(".weight")
+        layer = roles.roles[parts[0]].layer
+        kinds[stem].add(-1 if layer is None else layer)
+        split[stem] = ", ".join(roles.roles[p].role for p in parts)
+    layers = max(len(v) for v in kinds.values())
+    return "fused " + " and ".join(f"{k} -> {split[k]}" for k in sorted(kinds)) + f" in {layers} layers"
+
+
+def split_fused(ckpt: Checkpoint, roles: RoleMap) -> RoleMap:
+    """The role map with each fused qkv / gate_up weight replaced by its q/k/v or gate/up parts, registered on
+    the checkpoint as virtual tensors, so a fused checkpoint compares role by role with an unfused one."""
+    parts = fused_parts(roles, ckpt.tensors, ckpt.config)
+    if not parts:
+        return roles
+    ckpt.add_parts(parts)
+    out = dict(roles.roles)
+    fused: dict[str, list[str]] = defaultdict(list)
+    for p in parts:
+        parent = roles.roles[p.parent]
+        out.pop(p.parent, None)
+        out[p.name] = Role(p.name.rsplit(":", 1)[1], parent.layer, parent.transpose)
+        fused[p.parent].append(p.name)
+    return RoleMap(roles.scheme, out, list(roles.unmatched), {**roles.fused, **fused})
 
 
 def structural_roles(tensors: dict[str, TensorInfo]) -> RoleMap:

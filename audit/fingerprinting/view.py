@@ -15,7 +15,7 @@ import numpy as np
 
 from audit.checkpoint.model import Checkpoint
 from audit.fingerprinting.architecture import architecture
-from audit.fingerprinting.roles import NORM_ROLES, RoleMap, assign_roles, hidden_sides
+from audit.fingerprinting.roles import NORM_ROLES, RoleMap, assign_roles, hidden_sides, split_fused
 
 ROW_CACHE_BYTES = 512 << 20  # float32 rows kept per model: a 7B comparison needs ~250 MB; the cap leaves room for
 # a 70B alignment (8192 x 8192 assignment, ~1 GB; estimated, not measured) under 2 GiB
@@ -32,6 +32,7 @@ class ModelView:
     def __post_init__(self) -> None:
         self.roles = assign_roles(self.ckpt.tensors)
         self.arch = architecture(self.ckpt, self.roles)
+        self.roles = split_fused(self.ckpt, self.roles)  # fused qkv / gate_up -> virtual q/k/v, gate/up parts
 
     @property
     def name(self) -> str:
@@ -141,3 +142,13 @@ class ModelView:
         return [(r.role, n) for n, r in sorted(self.roles.roles.items())
                 if r.layer == layer and r.role in NORM_ROLES and len(self.ckpt.tensors[n].shape) == 1
                 and self.ckpt.tensors[n].shape[0] == self.hidden]
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Names as the reports show them: a repeated name gets '#2', '#3', ..."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}#{seen[n]}")
+    return out

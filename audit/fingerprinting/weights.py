@@ -59,7 +59,7 @@ def tensor_statistics(view: ModelView, name: str) -> dict[str, Any]:
 def weight_statistics(view: ModelView, tick: Callable[[], None] | None = None) -> dict[str, Any]:
     """Per-tensor stats keyed by tensor name, plus role and layer."""
     out: dict[str, Any] = {}
-    for name in view.ckpt.tensors:
+    for name in view.ckpt.stored_tensors:
         out[name] = tensor_statistics(view, name)
         if tick:
             tick()

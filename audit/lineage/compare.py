@@ -29,9 +29,10 @@ from audit.lineage.stats import (
     fisher_log10_p,
     fixed_points_log10_sf,
 )
+from audit.lineage.upcycling import find_upcycling
 from audit.record.models import Alignment as RecordAlignment
 from audit.record.models import Comparison as RecordComparison
-from audit.record.models import DetectedOperation, Null, TokenizerComparison, Verdict
+from audit.record.models import DetectedOperation, Null, TokenizerComparison, UpdateShape, Verdict
 from audit.record.names import PACKAGING, Operation, StatisticName
 
 MAX_UNITS = 128  # hidden units kept for the Gram descriptors (stored fingerprints keep 128 as well)
@@ -70,6 +71,7 @@ class Comparison:
     live: bool = True  # the reference is a checkpoint (not a stored fingerprint)
     matched_fraction: float = 0.0
     layers_compared: int = 0
+    update: UpdateShape | None = None  # how the weights moved, when both sides are checkpoints in place
     seconds: float = 0.0
 
     def stat(self, name: StatisticName) -> Statistic | None:
@@ -91,6 +93,7 @@ class Comparison:
             tokenizer=TokenizerComparison.model_validate(self.tokenizer) if self.tokenizer else None,
             architecture_match=self.architecture_match,
             operations=self.operations,
+            update=self.update,
             verdict=verdict,
             seconds=round(self.seconds, 2),
         )
@@ -183,6 +186,12 @@ def compare_views(cand: ModelView | Reference, ref: ModelView | Reference, seed:
     )
     if cmp.matched_fraction > 0:
         cmp.operations = detect_operations(c, r, cmp, align)
+        if c.view is not None and r.view is not None:
+            cmp.update = update_shape(c.view, r.view, cmp, align)
+            up = find_upcycling(c.view, r.view, align, seed)
+            if up is not None:  # an MoE's expert names are not a renaming: the experts are the parent's MLPs
+                cmp.operations = [o for o in cmp.operations if o.name != Operation.RENAMED_TENSORS]
+                cmp.operations.append(_op(Operation.UPCYCLING, up.detail))
     cmp.seconds = time.perf_counter() - t0
     return cmp
 
@@ -418,11 +427,20 @@ def detect_operations(cand: Reference, ref: Reference, cmp: Comparison, align: A
     if cand.scheme == "structural":
         ops.append(_op(Operation.RENAMED_TENSORS, f"tensor names follow no known scheme (reference: {ref.scheme})"))
     elif not converted and (cand.scheme != ref.scheme or _name_patterns(cand.tensor_names) != _name_patterns(ref.tensor_names)):
-        extra = _name_patterns(cand.tensor_names) - _name_patterns(ref.tensor_names)
+        extra = sorted(_name_patterns(cand.tensor_names) - _name_patterns(ref.tensor_names))
+        shown = f" ({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''})" if extra else ""
+        moved = f"; model_type {mt_r!r} -> {mt_c!r}" if mt_c != mt_r and mt_r else ""
         ops.append(_op(Operation.RENAMED_TENSORS, f"naming scheme {ref.scheme} -> {cand.scheme}; "
-                                                  f"{len(extra)} tensor name patterns not in the reference"))
+                                                  f"{len(extra)} tensor name patterns not in the reference{shown}{moved}"))
     if mt_c != mt_r and mt_r and not any(o.name == Operation.RENAMED_TENSORS for o in ops):
         ops.append(_op(Operation.RENAMED_TENSORS, f"model_type {mt_r!r} -> {mt_c!r}"))
+    layout = _fused_layout(cand, ref)
+    if layout:
+        at = next((i for i, o in enumerate(ops) if o.name == Operation.FORMAT_CONVERSION), None)
+        if at is None:
+            ops.insert(0, _op(Operation.FORMAT_CONVERSION, layout))
+        else:
+            ops[at] = _op(Operation.FORMAT_CONVERSION, f"{ops[at].detail}; {layout}")
     qc = [d for d in cand.storage_dtypes if d.startswith(GGUF_QUANT_PREFIXES) or d in ("int8", "uint8", "I8", "U8")]
     qr = [d for d in ref.storage_dtypes if d.startswith(GGUF_QUANT_PREFIXES) or d in ("int8", "uint8", "I8", "U8")]
     if qc and set(qc) != set(qr):
@@ -439,14 +457,14 @@ def detect_operations(cand: Reference, ref: Reference, cmp: Comparison, align: A
     dup = sorted(lay for lay, n in used.items() if n > 1)
     unmatched = [c for c, r, _, _ in cmp.layer_map if r is None]
     if missing and len(matched) >= 2:
-        ops.append(_op(Operation.LAYER_PRUNING, f"reference layers absent: {_ranges(missing)}"))
+        ops.append(_op(Operation.LAYER_PRUNING, f"reference layers absent: {ranges_text(missing)}"))
     if dup:
-        ops.append(_op(Operation.LAYER_DUPLICATION, f"reference layers used twice or more: {_ranges(dup)}"))
+        ops.append(_op(Operation.LAYER_DUPLICATION, f"reference layers used twice or more: {ranges_text(dup)}"))
     targets = [r for _, r in matched]
     if any(b < a for a, b in zip(targets, targets[1:], strict=False)):
         ops.append(_op(Operation.LAYER_REORDERING, "matched layers are out of order"))
     if unmatched and matched:
-        ops.append(_op(Operation.UNMATCHED_LAYERS, f"candidate layers with no reference counterpart: {_ranges(unmatched)}"))
+        ops.append(_op(Operation.UNMATCHED_LAYERS, f"candidate layers with no reference counterpart: {ranges_text(unmatched)}"))
 
     n = len(align.cand_dims)
     if align.fixed_points is not None and align.fixed_points < 0.9 * n:
@@ -455,8 +473,9 @@ def detect_operations(cand: Reference, ref: Reference, cmp: Comparison, align: A
         ops.append(_op(Operation.SIGN_FLIP, f"{int((align.signs < 0).sum())} hidden units sign-flipped"))
     if ref.view is not None and cand.view is not None:
         ops.extend(_row_permutations(cand.view, ref.view, cmp, align))
-    if cand.hidden < ref.hidden:
-        ops.append(_op(Operation.WIDTH_PRUNING, f"hidden size {ref.hidden} -> {cand.hidden}"))
+    width = _width_pruning(cand, ref)
+    if width is not None:
+        ops.append(width)
 
     tok = cmp.tokenizer
     if tok and tok["candidate_only"] > 0 and tok["reference_only"] <= 0.01 * max(tok["shared"], 1) \
@@ -475,6 +494,36 @@ def detect_operations(cand: Reference, ref: Reference, cmp: Comparison, align: A
         ops.append(_op(Operation.HEAVY_CONTINUED_TRAINING,
                        f"layer similarity {cmp.mean_best_similarity:.2f}: weights moved far from the reference"))
     return ops
+
+
+def _fused_layout(cand: Reference, ref: Reference) -> str | None:
+    """How projections were fused or split between the two checkpoints (a layout change, not a weight change)."""
+    from audit.fingerprinting.roles import fused_summary
+
+    fc = fused_summary(cand.view.roles) if cand.view is not None else None
+    fr = fused_summary(ref.view.roles) if ref.view is not None else None
+    if fc == fr:
+        return None
+    parts = []
+    if fc:
+        parts.append(f"candidate {fc}")
+    if fr:
+        parts.append(f"reference {fr}")
+    return "; ".join(parts) + " (compared part by part)"
+
+
+_WIDTHS = (("hidden_size", "hidden units"), ("num_heads", "attention heads"), ("num_kv_heads", "key/value heads"),
+           ("intermediate_size", "MLP neurons"))
+
+
+def _width_pruning(cand: Reference, ref: Reference) -> DetectedOperation | None:
+    """Which widths were cut from the parent (hidden size, heads, MLP neurons), with the share of units kept."""
+    parts = []
+    for key, label in _WIDTHS:
+        a, b = cand.arch.get(key), ref.arch.get(key)
+        if isinstance(a, int) and isinstance(b, int) and 0 < a < b:
+            parts.append(f"{label} {b} -> {a} ({a / b:.0%} kept)")
+    return _op(Operation.WIDTH_PRUNING, "; ".join(parts)) if parts else None
 
 
 def _format_family(fmt: str) -> str:
@@ -521,6 +570,65 @@ def _row_permutations(cand: ModelView, ref: ModelView, cmp: Comparison, align: A
             ops.append(_op(Operation.PERMUTATION, f"{label} permuted in layer {pair[0]} ({fixed:.0%} of sampled "
                                                   "columns in place)"))
     return ops
+
+
+UPDATE_ROWS = 128  # rows per weight on which the shape of a fine-tune's update is measured
+UPDATE_LAYERS = 2  # matched layers measured
+
+
+def update_shape(cand: ModelView, ref: ModelView, cmp: Comparison, align: Alignment) -> UpdateShape | None:
+    """The rank of the weight difference on evenly spaced whole rows of the first matched layers, when the hidden
+    units sit in place (a fine-tune, not a permuted copy). A merged LoRA of rank r changes each adapted weight by
+    a rank-r matrix, so any set of its rows has rank <= r; a full fine-tune's difference has full rank."""
+    n = len(align.cand_dims)
+    if align.fixed_points is None or align.fixed_points < 0.9 * n:
+        return None
+    pairs = [(c, r) for c, r, _, _ in cmp.layer_map if r is not None][:UPDATE_LAYERS]
+    if not pairs:
+        return None
+    tol = max(_rounding(cand.ckpt.storage_dtypes), _rounding(ref.ckpt.storage_dtypes), 1e-6)
+    ranks: dict[str, int] = {}
+    full: dict[str, int] = {}
+    unchanged: set[str] = set()
+    blurred: set[str] = set()
+    rows = 0
+    for c_layer, r_layer in pairs:
+        wc = {role: name for role, name, _ in cand.layer_weights(c_layer)}
+        wr = {role: name for role, name, _ in ref.layer_weights(r_layer)}
+        for role in sorted(set(wc) & set(wr)):
+            sc, sr = cand.ckpt.tensors[wc[role]].shape, ref.ckpt.tensors[wr[role]].shape
+            if sc != sr or cand.roles.roles[wc[role]].transpose != ref.roles.roles[wr[role]].transpose:
+                continue
+            ids = np.unique(np.linspace(0, sc[0] - 1, min(UPDATE_ROWS, sc[0])).round().astype(np.int64))
+            b = ref.stored_rows(wr[role], ids).astype(np.float64)
+            d = cand.stored_rows(wc[role], ids).astype(np.float64) - b
+            rows = max(rows, len(ids))
+            rel = float(np.linalg.norm(d) / (np.linalg.norm(b) or 1.0))
+            if rel <= tol:
+                unchanged.add(role)
+                continue
+            if rel <= 10 * tol:  # the update hides in the storage rounding: its rank cannot be read
+                blurred.add(role)
+                continue
+            energy = np.cumsum(np.linalg.svd(d, compute_uv=False) ** 2)
+            r99 = int(np.searchsorted(energy / energy[-1], 0.99) + 1)
+            full[role] = min(d.shape)
+            ranks[role] = max(ranks.get(role, 0), min(r99, full[role]))
+    unchanged -= set(ranks) | blurred
+    if not ranks:
+        return None
+    low = all(r <= max(1, full[k] // 4) for k, r in ranks.items())
+    kinds = ", ".join(f"{k} {v} of {full[k]}" for k, v in sorted(ranks.items()))
+    detail = (f"rank of the weight difference (99% of its energy) on {rows} rows of layer(s) "
+              f"{', '.join(str(c) for c, _ in pairs)}: {kinds}")
+    if unchanged:
+        detail += f"; unchanged: {', '.join(sorted(unchanged))}"
+    if blurred:
+        detail += f"; too small against the storage rounding to measure: {', '.join(sorted(blurred))}"
+    detail += (": low-rank, the signature of a merged LoRA-style adapter" if low
+               else ": full-rank, a full fine-tune (or an adapter of high rank)")
+    return UpdateShape(layers=[c for c, _ in pairs], rows=rows, rank99=ranks, full_rank=full, unchanged=sorted(unchanged),
+                       low_rank=low, detail=detail)
 
 
 # Relative RMS difference a pure re-encoding leaves, by storage type (3x the rounding of round-to-nearest
@@ -596,7 +704,8 @@ def _name_patterns(names: set[str]) -> set[str]:
     return {re.sub(r"(?<=\.)\d+(?=\.)", "#", n) for n in names}
 
 
-def _ranges(values: list[int]) -> str:
+def ranges_text(values: list[int]) -> str:
+    """Sorted integers as runs: [0, 1, 2, 5] -> "0-2, 5"."""
     values = sorted(values)
     out, start = [], None
     for i, v in enumerate(values):

@@ -62,6 +62,10 @@ def _evidence_text(cmp: Comparison) -> str:
     return "; ".join(parts)
 
 
+NOT_IN_WEIGHTS = ("Training on another model's outputs (distillation) leaves no trace in the weights: the black-box "
+                  "probes (`provaudit probe`, `audit --probe`) test for that.")
+
+
 def judge(cmp: Comparison) -> Verdict:
     """The verdict for one candidate/reference pair."""
     names = list(dict.fromkeys(o.name for o in cmp.operations))
@@ -81,6 +85,10 @@ def judge(cmp: Comparison) -> Verdict:
         how = f" ({', '.join(ops)})" if ops else ""
         summary = (f"{matched} of {n} layers carry {cmp.reference}'s weights ({_evidence_text(cmp)}): "
                    f"{label} from {cmp.reference}{how}{repack}.")
+        if cmp.update is not None and cmp.update.low_rank:
+            top = max(cmp.update.rank99.values())
+            summary += (f" The update is low-rank (rank <= {top} in {', '.join(sorted(cmp.update.rank99))}): "
+                        "a LoRA-style adapter merged into the weights.")
         return Verdict(label=label, parent=cmp.reference, confidence=conf, confidence_basis=basis, operations=ops,
                        packaging=packaging, summary=summary)
     if (cmp.mean_best_similarity < SIM_ORIGINAL and cmp.exact_log10_p > ORIGINAL_LOG10_P and matched == 0
@@ -116,7 +124,8 @@ def overall(verdicts: list[Verdict], comparisons: list[Comparison]) -> Verdict:
         conf, basis = confidence(Label.ORIGINAL)
         return Verdict(label=Label.ORIGINAL, confidence=conf, confidence_basis=basis,
                        summary=f"No derivation from any of the {n} reference(s) checked "
-                               f"({', '.join(c.reference for c in comparisons)}) was found in the weights.",
+                               f"({', '.join(c.reference for c in comparisons)}) was found in the weights. "
+                               f"{NOT_IN_WEIGHTS}",
                        references_checked=n)
     ops = sorted({o for v in verdicts for o in v.operations}, key=str)
     packaging = sorted({o for v in verdicts for o in v.packaging}, key=str)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from audit.record.names import CommandName, EdgeRule, FlagKind, Label, Operation, StatisticName
+from audit.record.names import CommandName, EdgeRule, FlagKind, Label, Operation, Relation, StatisticName
 
 SCHEMA: Literal["provaudit.record/2"] = "provaudit.record/2"
 
@@ -205,6 +205,39 @@ class Verdict(Section):
 LayerRow = tuple[int, int | None, float]
 
 
+class UpdateShape(Section):
+    """How the weights moved from the reference, measured on whole rows of matched layers (checkpoints only)."""
+
+    layers: list[int] = Field(description="candidate layers measured")
+    rows: int = Field(description="rows per weight the differences were measured on")
+    rank99: dict[str, int] = Field(description="per weight kind: singular values holding 99% of the difference's "
+                                   "energy")
+    full_rank: dict[str, int] = Field(default_factory=dict, description="per weight kind: the largest rank the "
+                                      "measured difference could have (its smaller dimension)")
+    unchanged: list[str] = Field(default_factory=list, description="weight kinds equal to the reference's")
+    low_rank: bool = Field(description="every changed kind's difference has rank <= 1/4 of its full rank: the "
+                           "signature of a merged LoRA-style adapter")
+    detail: str
+
+
+class MergeParent(Section):
+    reference: str
+    weight: float = Field(description="mean mixing weight over layers (linear, slerp-like); share of the weights "
+                          "equal to exactly this parent (ties-like); share of the candidate's layers (passthrough)")
+    spread: float | None = Field(default=None, description="sd of the mixing weight over layers")
+    layers: list[int] = Field(default_factory=list, description="passthrough: candidate layers copied from it")
+
+
+class MergeInfo(Section):
+    """The candidate combines two or more of the references given (judged on whole rows of every layer)."""
+
+    kind: str = Field(description="linear | slerp-like | ties-like | passthrough")
+    parents: list[MergeParent]
+    residual: float = Field(description="median share of the distance to the nearest parent the fit leaves")
+    layers_compared: int
+    detail: str
+
+
 class Comparison(Section):
     """The candidate against one reference."""
 
@@ -218,6 +251,7 @@ class Comparison(Section):
     tokenizer: TokenizerComparison | None = None
     architecture_match: bool | None = None
     operations: list[DetectedOperation] = Field(default_factory=list)
+    update: UpdateShape | None = None
     verdict: Verdict
     seconds: float | None = None
 
@@ -560,6 +594,39 @@ AnyFlag = DistillationLeakFlag | WrapperSuspectedFlag | ArchitectureBorrowedFlag
 Flag = Annotated[AnyFlag, Field(discriminator="kind")]
 
 
+class AdapterShapeMismatch(Section):
+    """An adapted module whose (out, in) shape differs from the base weight it maps to (or that has none)."""
+
+    module: str = Field(description="PEFT module name, e.g. model.layers.3.self_attn.q_proj")
+    adapter_shape: list[int] = Field(description="(out, in) the adapter's factors imply")
+    base_tensor: str | None = Field(default=None, description="the base tensor it maps to; null when none does")
+    base_shape: list[int] | None = None
+
+
+class AdapterInfo(Section):
+    """The subject is a PEFT adapter: what it declares, and whether its shapes fit the base it was checked on."""
+
+    relation: Relation = Relation.ADAPTER
+    kind: str = Field(description="LoRA | DoRA")
+    base_model: str | None = Field(default=None, description="the base the adapter declares "
+                                   "(adapter_config.json base_model_name_or_path)")
+    rank: int = Field(description="r: the rank of each low-rank update")
+    alpha: float = Field(description="lora_alpha: updates are scaled by alpha / r (alpha / sqrt(r) with rsLoRA)")
+    target_modules: list[str] = Field(default_factory=list, description="module kinds adapted (q_proj, ...)")
+    modules: int = Field(description="adapted modules (one per target per layer)")
+    layers: int = Field(default=0, description="base layers with at least one adapted module")
+    extra_tensors: int = Field(default=0, description="tensors saved whole beside the low-rank factors "
+                               "(modules_to_save, biases)")
+    base_checked: str | None = Field(default=None, description="the base checkpoint the shapes were checked "
+                                     "against; null when no base was given")
+    shapes_fit: bool | None = Field(default=None, description="every adapted module maps to a base weight of "
+                                    "the same (out, in) shape; null when no base was checked")
+    modules_matched: int | None = Field(default=None, description="adapted modules whose base weight fits")
+    mismatches: list[AdapterShapeMismatch] = Field(default_factory=list, description="modules that do not fit "
+                                                   "(the first few)")
+    summary: str = Field(default="", description="one plain sentence")
+
+
 # ---------------------------------------------------------------- the record
 
 
@@ -579,6 +646,8 @@ class Record(Section):
     probe_run: ProbeRun | ProbeFailure | None = None
     registry: RegistrySection | None = None
     batch: BatchInfo | None = None
+    adapter: AdapterInfo | None = Field(default=None, description="set when the subject is a PEFT adapter")
+    merge: MergeInfo | None = Field(default=None, description="set when the subject is a merge of references given")
 
     def to_json_dict(self) -> dict[str, Any]:
         """The record as plain JSON values (what `--json` writes)."""

@@ -67,7 +67,8 @@ class Label(Named):
 class Operation(Named):
     """What a deriver did to the parent, as detected from the weights and files."""
 
-    FORMAT_CONVERSION = ("format-conversion", "re-exported to another file format (e.g. safetensors to GGUF)")
+    FORMAT_CONVERSION = ("format-conversion", "re-exported to another file format or tensor layout (e.g. "
+                         "safetensors to GGUF; q/k/v or gate/up projections fused into one tensor, or split)")
     RENAMED_TENSORS = ("renamed-tensors", "tensor names or model_type changed (a repackaged copy); the weights are the same")
     QUANTIZATION = ("quantization", "weights stored at lower precision (GGUF quantization types, int8)")
     DTYPE_CONVERSION = ("dtype-conversion", "weights cast to another floating-point type (e.g. F32 to BF16)")
@@ -77,13 +78,19 @@ class Operation(Named):
     UNMATCHED_LAYERS = ("unmatched-layers", "some candidate layers carry none of the parent's weights (new or retrained)")
     PERMUTATION = ("permutation", "hidden units, attention heads or MLP neurons reordered (function-preserving)")
     SIGN_FLIP = ("sign-flip", "hidden units negated (function-preserving when compensated downstream)")
-    WIDTH_PRUNING = ("width-pruning", "the hidden size was cut: fewer hidden units than the parent")
+    WIDTH_PRUNING = ("width-pruning", "widths were cut: fewer hidden units, attention heads or MLP neurons than the "
+                     "parent (the share kept is given)")
     VOCAB_EXTENSION = ("vocab-extension", "tokens were added to the parent's vocabulary")
     VOCAB_REDUCTION = ("vocab-reduction", "tokens of the parent's vocabulary were removed")
     EXACT_COPY = ("exact-copy", "weights identical to the parent's, bit for bit or within the rounding of the "
                   "dtype or quantization they are stored in (a fine-tune smaller than that rounding cannot be seen)")
     HEAVY_CONTINUED_TRAINING = ("heavy-continued-training", "weights moved far from the parent, but still traceably")
     PARTIAL_REUSE = ("partial-reuse", "fewer than half of the candidate's layers carry the parent's weights")
+    UPCYCLING = ("upcycling", "a Mixture-of-Experts model whose experts were initialised from the parent's dense "
+                 "MLPs (sparse upcycling); its routers are new weights with no counterpart in the parent")
+    MERGE = ("merge", "the weights combine two or more parents: a weighted average of their weights (linear, "
+             "SLERP, TIES) or layers taken from each (passthrough / frankenmerge); each parent is named with its "
+             "mixing weight or share of layers")
 
 
 class FlagKind(Named):
@@ -144,10 +151,18 @@ class EdgeRule(Named):
                   "base look alike from either side): drawn as an undirected 'related' edge")
 
 
+class Relation(Named):
+    """How a model relates to the base it was made from, in the Hugging Face model tree's words (base_model_relation)."""
+
+    ADAPTER = ("adapter", "a PEFT adapter (LoRA, DoRA): low-rank factors that are added to some of the base's "
+               "weights, not a model on its own; it runs only on the base it was trained for, so its shapes must "
+               "fit that base")
+
+
 #: How the files were repackaged. These say nothing about how the weights changed, so they never decide the label.
 PACKAGING: frozenset[Operation] = frozenset({Operation.FORMAT_CONVERSION, Operation.RENAMED_TENSORS,
                                              Operation.QUANTIZATION, Operation.DTYPE_CONVERSION})
 #: What was done to the weights themselves beyond training: any of them makes a weight match "derived".
 STRUCTURAL: frozenset[Operation] = frozenset(Operation) - PACKAGING - {Operation.PARTIAL_REUSE}
 
-ALL_NAMES: tuple[type[Named], ...] = (Label, Operation, FlagKind, StatisticName, CommandName)
+ALL_NAMES: tuple[type[Named], ...] = (Label, Operation, FlagKind, StatisticName, CommandName, Relation)

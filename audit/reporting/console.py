@@ -428,9 +428,13 @@ def print_summary(record: Record, console: Console | None = None) -> None:
         out.append(_line("Operations", "; ".join(operation_text(o) for o in weights) if weights else "none detected"))
         if packaging:
             out.append(_line("Packaging", "; ".join(operation_text(o) for o in packaging)))
+        if comp.update is not None:
+            out.append(_line("Update shape", comp.update.detail))
         others = [c for c in record.comparisons if c is not comp]
         if others:
             out.append(_line("Other references", "; ".join(_comparison_brief(c) for c in others)))
+    elif record.adapter is not None:
+        out.append(_line("PEFT adapter", record.adapter.summary))
     else:
         out.append(Text("No comparisons in this record.", style="dim"))
 

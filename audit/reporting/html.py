@@ -212,6 +212,7 @@ def _comparison_view(record: Record, comp: Comparison, index: int, is_parent: bo
         "architecture": _architecture_rows(record.subject.architecture, ref.architecture if ref else None),
         "alignment": _kv(comp.alignment),
         "operations": [_operation_view(op) for op in comp.operations],
+        "update": comp.update.detail if comp.update is not None else None,
         "seconds": format_value(comp.seconds) if comp.seconds is not None else None,
     }
 
@@ -371,6 +372,7 @@ def build_view(record: Record) -> dict[str, Any]:
     return {
         "registry": registry_rows(record.registry) if record.registry is not None else None,
         "registry_unchecked": unchecked_line(record.registry) if record.registry is not None else None,
+        "adapter": record.adapter.summary if record.adapter is not None else None,
         "tokenizer_chart": _tokenizer_chart(record),
         "claims_chart": _claims_chart(record),
         "title": f"provaudit: {subject.name}",

@@ -12,7 +12,7 @@ import pytest
 from audit.checkpoint import open_checkpoint
 from audit.fingerprinting.reference import fingerprint_reference, select_units
 from audit.fingerprinting.view import ModelView
-from audit.lineage.compare import compare_views
+from audit.lineage.compare import UPDATE_LAYERS, compare_views
 from audit.lineage.verdict import judge
 from audit.record.names import Label
 from tests.support import tiny
@@ -66,8 +66,10 @@ def test_compare_reads_rows_and_one_dimensional_tensors_only(models):
         whole_2d = [n for n in spy.whole if len(view.ckpt.tensors[n].shape) > 1]
         assert whole_2d == [], f"whole 2-D tensors read: {whole_2d}"
         assert view.ckpt.io is not None and view.ckpt.io.bytes_read < view.ckpt.io.bytes_total
-        # q/k/v/gate/up are (out, hidden): their hidden units are columns, never read
-        assert not any("q_proj" in n or "up_proj" in n for n, _ in spy.rows)
+        # q/k/v/gate/up are (out, hidden): their hidden units are columns, left out of the Grams; only the
+        # measurement of the update's rank reads some of their rows, in the first UPDATE_LAYERS matched layers
+        column_kinds = {n for n, _ in spy.rows if "q_proj" in n or "up_proj" in n}
+        assert len(column_kinds) <= 2 * UPDATE_LAYERS, column_kinds
         assert any("down_proj" in n for n, _ in spy.rows) and any("embed_tokens" in n for n, _ in spy.rows)
 
 

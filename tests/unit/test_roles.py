@@ -57,6 +57,20 @@ HF_LLAMA_TOP = {"model.embed_tokens.weight": "embed", "model.norm.weight": "fina
 
 CASES = [
     # ---- hf-llama: Llama/Mistral, Qwen2 (q/k/v biases), Qwen3 (q/k norms), Phi-3 (fused), Gemma-2/3, LLaVA
+    # ---- hf-moe (MoE upcycling, issue 15): Mixtral experts w1/w2/w3 + router; Qwen-MoE experts, shared expert,
+    # dense MLPs of mlp_only_layers blocks. Experts never take the dense MLP roles.
+    Case("hf-moe", "mixtral", HF_LLAMA_TOP,
+         {**{k: v for k, v in HF_LLAMA_BLOCK.items() if ".mlp." not in k},
+          **{f"model.layers.{{i}}.block_sparse_moe.experts.{e}.{w}.weight": r for e in range(3)
+             for w, r in (("w1", "expert_gate"), ("w2", "expert_down"), ("w3", "expert_up"))},
+          "model.layers.{i}.block_sparse_moe.gate.weight": "router"}),
+    Case("hf-moe", "qwen3_moe", HF_LLAMA_TOP,
+         {**HF_LLAMA_BLOCK, "model.layers.{i}.self_attn.q_norm.weight": "q_norm",
+          "model.layers.{i}.self_attn.k_norm.weight": "k_norm",
+          **{f"model.layers.{{i}}.mlp.{x}.{r}_proj.weight": f"expert_{r}" for x in ("experts.0", "experts.11",
+                                                                                  "shared_expert")
+             for r in ("gate", "up", "down")},
+          "model.layers.{i}.mlp.gate.weight": "router", "model.layers.{i}.mlp.shared_expert_gate.weight": "router"}),
     Case("hf-llama", "llama", HF_LLAMA_TOP,
          {**HF_LLAMA_BLOCK, "model.layers.{i}.self_attn.rotary_emb.inv_freq": None}),
     Case("hf-llama", "qwen2", HF_LLAMA_TOP,
@@ -190,7 +204,9 @@ def _shape(name: str, role: str | None) -> tuple[int, ...]:
         return (3 * H,) if role == "qkv_bias" else (H,)
     if role in ("embed", "lm_head"):
         return (512, H)
-    return (4 * H, H) if role in ("up", "gate_up", "qkv", "gate") else (H, 4 * H) if role == "down" else (H, H)
+    if role == "gate_up":  # [gate; up]: twice the MLP width
+        return (8 * H, H)
+    return (4 * H, H) if role in ("up", "qkv", "gate") else (H, 4 * H) if role == "down" else (H, H)
 
 
 def _expected(case: Case) -> dict[str, tuple[str | None, int | None]]:
@@ -241,8 +257,6 @@ def test_scheme_maps_each_tensor_to_role_and_layer(case: Case) -> None:
 
 _GEMMA_NORM = ("Gemma-2/3 'post_attention_layernorm' is mlp_norm under hf-llama but its llama.cpp name "
                "blk.N.post_attention_norm is post_attn_norm under gguf")
-_PHI3_UP = ("Phi-3's fused 'gate_up_proj' is gate_up under hf-llama but llama.cpp stores it as blk.N.ffn_up, "
-            "which the gguf scheme calls up: the fused MLP input is never compared across the two formats")
 _GPT2_POS = ("the gguf scheme has no role for llama.cpp's position_embd.weight (GPT-2 wpe, pos_embed under gpt2) "
              "nor for output_norm.bias (ln_f.bias, final_norm_bias under gpt2), though it accepts attn_norm.bias "
              "and ffn_norm.bias")
@@ -258,7 +272,7 @@ def _role_layer(r: Role | None) -> tuple[str, int | None] | None:
     ("QWEN3", [*HF_LLAMA_TOP, *HF_LLAMA_BLOCK, "model.layers.{i}.self_attn.q_norm.weight",
                "model.layers.{i}.self_attn.k_norm.weight"], None),
     ("GEMMA2", [*_case("hf-llama", "gemma2").top, *_case("hf-llama", "gemma2").block], _GEMMA_NORM),
-    ("PHI3", [*HF_LLAMA_TOP, *_case("hf-llama", "phi3").block], _PHI3_UP),
+    ("PHI3", [*HF_LLAMA_TOP, *_case("hf-llama", "phi3").block], None),
     ("GPT2", [n for n, r in (*_case("gpt2", "gpt2-lmhead").top.items(), *_case("gpt2", "gpt2-lmhead").block.items())
               if r is not None and r != "lm_head"], _GPT2_POS),
 ], ids=["llama", "qwen2", "qwen3", "gemma2", "phi3", "gpt2"])
@@ -273,8 +287,13 @@ def test_hf_and_gguf_names_of_one_tensor_get_one_role(arch: str, names: list[str
         g = tmap.get_name(n, try_suffixes=(".weight", ".bias"))
         assert g is not None, n
         to_gguf[n] = g
-    hf_roles = assign_roles(_tensors({n: (None, None) for n in hf_names}))
-    gg_roles = assign_roles(_tensors({g: (None, None) for g in to_gguf.values()}))
+    # a conversion keeps each tensor's shape: shapes follow the HF role (llama.cpp stores Phi-3's gate_up_proj
+    # as blk.N.ffn_up, told from a plain up projection by being twice as wide as ffn_down's input)
+    hf_role = {t.format(i=i): r for c in CASES for t, r in (*c.top.items(), *c.block.items())
+               for i in (range(N_LAYERS) if "{i}" in t else [0])}
+    hf_tensors = _tensors({n: (hf_role.get(n), None) for n in hf_names})
+    hf_roles = assign_roles(hf_tensors)
+    gg_roles = assign_roles({g: TensorInfo(g, hf_tensors[n].shape, "F32", Path("x.gguf")) for n, g in to_gguf.items()})
     assert gg_roles.scheme == "gguf"
     pairs = {n: (_role_layer(hf_roles.roles.get(n)), _role_layer(gg_roles.roles.get(g))) for n, g in to_gguf.items()}
     assert {n: p for n, p in pairs.items() if p[0] != p[1]} == {}
