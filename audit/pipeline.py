@@ -371,10 +371,7 @@ def _with_io(info: ModelInfo, view: ModelView) -> ModelInfo:
 
 
 def _dedupe_names(views: list[ModelView]) -> None:
-    seen: dict[str, int] = {}
-    for v in views:
-        if v.ckpt.name in seen:
-            seen[v.ckpt.name] += 1
-            v.ckpt.name = f"{v.ckpt.name}#{seen[v.ckpt.name]}"
-        else:
-            seen[v.ckpt.name] = 1
+    from audit.fingerprinting.view import unique_names
+
+    for v, name in zip(views, unique_names([v.ckpt.name for v in views]), strict=True):
+        v.ckpt.name = name

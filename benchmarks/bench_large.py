@@ -330,20 +330,16 @@ class Bench:
         if not args.no_self:
             raw_read(files)
             self.compare(size, "compare base base", base, base, 2 * total, expect="copy")
-        if not deriv.is_dir() and not self.generate(size, "generate derivative", deriv, "derivative", "--base", str(base), "--seed", "1"):
-            return
-        res = resident(model_files(deriv) + files)
-        self.compare(size, "compare derivative base", deriv, base, 2 * total, expect="derived",
-                     note=f"{100 * res:.0f}% in page cache before" if res is not None else "")
-        if not args.keep:
-            shutil.rmtree(deriv)
-        if not indep.is_dir() and not self.generate(size, "generate independent", indep, "base", "--size", size, "--seed", "1000"):
-            return
-        res = resident(model_files(indep) + files)
-        self.compare(size, "compare base independent", base, indep, 2 * total, expect="not derived",
-                     note=f"{100 * res:.0f}% in page cache before" if res is not None else "")
-        if not args.keep:
-            shutil.rmtree(folder)
+        others = (("derivative", deriv, ("derivative", "--base", str(base), "--seed", "1"), (deriv, base), "derived"),
+                  ("independent", indep, ("base", "--size", size, "--seed", "1000"), (base, indep), "not derived"))
+        for name, path, recipe, (cand, ref), expect in others:
+            if not path.is_dir() and not self.generate(size, f"generate {name}", path, *recipe):
+                return
+            res = resident(model_files(path) + files)
+            self.compare(size, f"compare {cand.name} {ref.name}", cand, ref, 2 * total, expect=expect,
+                         note=f"{100 * res:.0f}% in page cache before" if res is not None else "")
+            if not args.keep:
+                shutil.rmtree(path if name == "derivative" else folder)
 
     def compare(self, size: str, step: str, cand: Path, ref: Path, total: int, expect: str, note: str = "") -> None:
         out = self.args.dir / size / f"{step.replace(' ', '-')}.json"

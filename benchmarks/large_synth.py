@@ -453,23 +453,6 @@ def llama_vocab_gguf(download: bool = True) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
-def _llama_tokenizer(gguf_path: Path) -> Any:
-    import transformers
-    from transformers.integrations.gguf.gguf_tokenizer_mapping import (
-        convert_gguf_tokenizer,
-        get_gguf_tokenizer,
-    )
-
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    try:
-        arch, tdict, _ = get_gguf_tokenizer(str(gguf_path))
-        tok, _ = convert_gguf_tokenizer(arch, tdict)
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-    return tok
-
-
 def _synthetic_tokenizer(vocab: int) -> Any:
     from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -504,7 +487,9 @@ def write_tokenizer(folder: Path, vocab: int, which: str = "auto") -> str:
         gguf_path = llama_vocab_gguf(download=True)
         if gguf_path is not None:
             try:
-                tok = _llama_tokenizer(gguf_path)
+                from scripts.build_tokenizer_registry import gguf_tokenizer
+
+                tok, _ = gguf_tokenizer(gguf_path)
                 source = f"Llama-2 SentencePiece vocabulary ({gguf_path.name} of the llama-cpp-python sdist)"
             except ImportError:
                 tok = None

@@ -311,6 +311,25 @@ _DEEPSEEK_LLM_SPLITS = (
 _DEEPSEEK_CODER_SPLITS = ("[\\r\\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+")
 
 
+def gguf_tokenizer(path: Path) -> tuple[Any, dict[str, Any]]:
+    """(the `tokenizers.Tokenizer` transformers builds from a GGUF file's vocabulary, the token data it read),
+    with transformers' warnings silenced."""
+    import transformers
+    from transformers.integrations.gguf.gguf_tokenizer_mapping import (
+        convert_gguf_tokenizer,
+        get_gguf_tokenizer,
+    )
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        arch, tdict, _ = get_gguf_tokenizer(str(path))
+        tok, _ = convert_gguf_tokenizer(arch, tdict)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    return tok, tdict
+
+
 def counting_tokenizer(name: str, path: Path) -> Any:
     """A `tokenizers.Tokenizer` that splits text like registry entry `name`'s original tokenizer.
 
@@ -342,19 +361,7 @@ def counting_tokenizer(name: str, path: Path) -> Any:
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         return tok
 
-    import transformers
-    from transformers.integrations.gguf.gguf_tokenizer_mapping import (
-        convert_gguf_tokenizer,
-        get_gguf_tokenizer,
-    )
-
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    try:
-        arch, tdict, _ = get_gguf_tokenizer(str(path))
-        tok, _ = convert_gguf_tokenizer(arch, tdict)
-    finally:
-        transformers.logging.set_verbosity(verbosity)
+    tok, tdict = gguf_tokenizer(Path(path))
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     bytes_only = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
 

@@ -48,9 +48,7 @@ def compute_grams(view: ModelView, dims: np.ndarray, signs: np.ndarray | None,
                 x = w[:, dims].T if side == "in" else w[dims, :]
             if signs is not None:
                 x = x * signs[:, None]
-            g = x @ x.T
-            d = np.sqrt(np.clip(np.diag(g), 1e-30, None))
-            grams.append((g / d[:, None] / d[None, :]).astype(np.float32))
+            grams.append(cosine_gram(x))
             keys.append((layer, f"{role}:{side}"))
             if tick:
                 tick()
@@ -59,6 +57,13 @@ def compute_grams(view: ModelView, dims: np.ndarray, signs: np.ndarray | None,
             norms[layer] = np.stack(layer_norms)
     m = len(dims)
     return LayerGrams(keys, np.stack(grams) if grams else np.zeros((0, m, m), np.float32), norms)
+
+
+def cosine_gram(x: np.ndarray) -> np.ndarray:
+    """(m, m) cosines between the rows of x (m, n), float32."""
+    g = x @ x.T
+    d = np.sqrt(np.clip(np.diag(g), 1e-30, None))
+    return (g / d[:, None] / d[None, :]).astype(np.float32)
 
 
 def weight_sides(view: ModelView, layer: int, columns: bool = False) -> list[tuple[str, str, str]]:

@@ -28,6 +28,7 @@ from audit.lineage.stats import (
     empirical_stat,
     fisher_log10_p,
     fixed_points_log10_sf,
+    zscore_rows,
 )
 from audit.lineage.upcycling import find_upcycling
 from audit.record.models import Alignment as RecordAlignment
@@ -370,8 +371,7 @@ def _neuron_identity(cand: ModelView, ref: ModelView, align: Alignment, pick: np
             continue
         rows = np.sort(rng.choice(n, min(MAX_TESTED_NEURONS, n), replace=False))
         a = a_all[rows]
-        a = (a - a.mean(1, keepdims=True)) / (a.std(1, keepdims=True) + 1e-12)
-        b = (b - b.mean(1, keepdims=True)) / (b.std(1, keepdims=True) + 1e-12)
+        a, b = zscore_rows(a), zscore_rows(b)
         hits = int(np.count_nonzero(np.argmax(a @ b.T, axis=1) == rows))
         log10_ps.append(argmax_hits_log10_bound(hits, n))
         hits_total += hits
@@ -563,8 +563,7 @@ def _row_permutations(cand: ModelView, ref: ModelView, cmp: Comparison, align: A
             continue
         cols = np.sort(rng.choice(a.shape[0], min(MAX_TESTED_NEURONS, a.shape[0]), replace=False))
         a = a[cols]
-        a = (a - a.mean(1, keepdims=True)) / (a.std(1, keepdims=True) + 1e-12)
-        b = (b - b.mean(1, keepdims=True)) / (b.std(1, keepdims=True) + 1e-12)
+        a, b = zscore_rows(a), zscore_rows(b)
         fixed = float((np.argmax(a @ b.T, axis=1) == cols).mean())
         if fixed < 0.9:
             ops.append(_op(Operation.PERMUTATION, f"{label} permuted in layer {pair[0]} ({fixed:.0%} of sampled "

@@ -135,6 +135,11 @@ def fisher_log10_p(log10_ps: list[float]) -> float:
     return min(0.0, float(log_sf) * LOG10E)
 
 
+def zscore_rows(x: np.ndarray) -> np.ndarray:
+    """Each row centred and scaled to unit sd (rows of zeros stay zero): rows' dot products / n are correlations."""
+    return (x - x.mean(1, keepdims=True)) / (x.std(1, keepdims=True) + 1e-12)
+
+
 def corr(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a - a.mean(), b - b.mean()
     den = float(np.sqrt((a * a).sum() * (b * b).sum()))

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from audit.fingerprinting.grams import cosine_gram, descriptors
 from audit.fingerprinting.view import ModelView
 from audit.lineage.align import Alignment
-from audit.lineage.stats import argmax_hits_log10_bound
+from audit.lineage.stats import argmax_hits_log10_bound, zscore_rows
 from audit.record.names import Operation
 
 MAX_UNITS = 128  # aligned hidden units whose rows are read from each expert and parent down projection
@@ -110,15 +111,7 @@ def _routers(view: ModelView) -> list[str]:
 
 def _gram_descriptor(rows: np.ndarray) -> np.ndarray:
     """Cosine Gram of hidden-unit rows (m, n) as a z-scored upper triangle: unchanged by any neuron order."""
-    g = rows @ rows.T
-    d = np.sqrt(np.clip(np.diag(g), 1e-30, None))
-    g = g / d[:, None] / d[None, :]
-    v = g[np.triu_indices(len(rows), k=1)]
-    return ((v - v.mean()) / (v.std() + 1e-12)).astype(np.float32)
-
-
-def _zrows(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean(1, keepdims=True)) / (x.std(1, keepdims=True) + 1e-12)
+    return descriptors(cosine_gram(rows)[None])[0]
 
 
 def find_upcycling(cand_view: ModelView, parent_view: ModelView, alignment: Alignment,
@@ -165,8 +158,8 @@ def find_upcycling(cand_view: ModelView, parent_view: ModelView, alignment: Alig
         if int(parent_view.oriented_shape(parents[p_layers[j]])[1]) == n and n >= 2:
             b = parent_view.hidden_rows(parents[p_layers[j]], pdims)
             tested_ids = np.sort(rng.choice(n, min(MAX_NEURONS, n), replace=False))
-            a = _zrows((cand_view.hidden_rows(name, cdims) * signs[:, None]).T[tested_ids])
-            hits = int(np.count_nonzero(np.argmax(a @ _zrows(b.T).T, axis=1) == tested_ids))
+            a = zscore_rows((cand_view.hidden_rows(name, cdims) * signs[:, None]).T[tested_ids])
+            hits = int(np.count_nonzero(np.argmax(a @ zscore_rows(b.T).T, axis=1) == tested_ids))
             tested = len(tested_ids)
             neuron_log10 = argmax_hits_log10_bound(hits, n)
         exact = neuron_log10 is not None and neuron_log10 < EXACT_LOG10
