@@ -12,13 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from audit import __version__
 from audit.errors import InputError
 from audit.record.models import (
+    AdapterInfo,
     AnyFlag,
+    ClaimsSection,
     Command,
+    DeclaredClaim,
     FileDigest,
     MergeInfo,
     MergeParent,
@@ -30,6 +33,7 @@ from audit.record.models import (
     Tool,
     Verdict,
 )
+from audit.record.models import Comparison as ComparisonRecord
 from audit.record.names import CommandName, FlagKind, Label, Operation
 
 if TYPE_CHECKING:
@@ -41,6 +45,7 @@ if TYPE_CHECKING:
     from audit.probing.runner import ProbeSettings
     from audit.probing.session import ProbeOutcome
     from audit.probing.suite import Suite
+    from audit.probing.trace import TraceOptions
 
 Warn = Callable[[str], None]
 
@@ -53,7 +58,7 @@ class ProbeRequest:
     samples: int = 3
     max_new_tokens: int = 160
     temperature: float = 0.7
-    batch_size: int = 8
+    batch_size: int = 64
     device: str = "auto"
     declared: tuple[str, ...] = ()
 
@@ -71,6 +76,16 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class TraceRequest:
+    """`provaudit trace`: test options, control models (path, name), the response cache, the local device."""
+
+    options: TraceOptions
+    controls: tuple[tuple[str, str | None], ...] = ()
+    cache: bool = True
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
 class Request:
     """Everything that determines a record, apart from when it was made."""
 
@@ -85,6 +100,10 @@ class Request:
     seed: int = 0
     allow_pickle: bool = False
     argv: tuple[str, ...] = field(default_factory=tuple)
+    claims: tuple[str, ...] = ()  # what the user was told (--claim): 'self-developed', 'fine-tuned from X'
+    declared_license: str | None = None  # the licence the user was told (--declared-license)
+    claims_source: str = "command line"  # where `claims` and `declared_license` came from (a manifest line)
+    trace: TraceRequest | None = None  # `provaudit trace`: references are traced from outputs, not weights
 
     @property
     def weights(self) -> bool:
@@ -112,7 +131,10 @@ def run(request: Request, progress: Progress | None = None, warn: Warn | None = 
     sources = [x for x in (request.model, request.endpoint, request.fake_rules) if x]
     if len(sources) != 1:
         raise InputError("give exactly one model, endpoint or scripted backend to audit")
+    if request.trace is not None:
+        return run_trace(request, progress)
     suites = _suites(request.probes) if request.probes is not None else []  # a bad suite stops before any work
+    user_claims(request)  # a claim that cannot be read stops before any work too
     if not request.weights:
         if request.probes is None:
             raise InputError("nothing to do: give references, the registry or probe suites")
@@ -175,6 +197,9 @@ def _weights(request: Request, suites: list[Suite], progress: Progress | None, w
     if merge is not None:
         verdict = _merge_verdict(verdict, merge)
     flags: list[AnyFlag] = list(verdict_flags(verdict, comparisons))
+    from audit.lineage.quality import weight_quality
+
+    verdict, flags = weight_quality(verdict, flags, cand, live)  # NaN/Inf or all-zero tensors: flag and verdict
     reg: RegistrySection | None = None
     if registry is not None:
         reg = registry_section(cand, registry, comparisons, skipped)
@@ -187,12 +212,40 @@ def _weights(request: Request, suites: list[Suite], progress: Progress | None, w
     outcome = _probe_stage(request, suites, verdict, references, progress) if suites else None
     if outcome is not None:
         flags += outcome.flags
+    claims = _claims(request, cand.ckpt, verdict, sections, references, merge=merge,
+                     identities={**{v.name: v.ckpt for v in live}, **{r.name: r.stored for r in refs if r.view is None}})
     return Record(
         tool=Tool(version=__version__), created=_now(), command=_command(request), subject=subject,
         references=references, verdict=verdict, comparisons=sections, flags=flags,
         probes=outcome.probes if outcome is not None else [], probe_run=outcome.run if outcome is not None else None,
-        registry=reg, merge=merge,
+        registry=reg, merge=merge, claims=claims,
     )
+
+
+def user_claims(request: Request) -> list[DeclaredClaim]:
+    """The claims given on the command line or in a manifest row (InputError for one that cannot be read)."""
+    from audit.claims.declared import parse_cli_claim, parse_cli_licence
+
+    out = [c for text in request.claims for c in parse_cli_claim(text, request.claims_source)]
+    if request.declared_license:
+        out.append(parse_cli_licence(request.declared_license, request.claims_source))
+    return out
+
+
+def _claims(request: Request, ckpt: Checkpoint, verdict: Verdict, comparisons: list[ComparisonRecord],
+            references: list[ModelInfo], *, merge: MergeInfo | None = None, adapter: AdapterInfo | None = None,
+            identities: dict[str, object] | None = None) -> ClaimsSection:
+    """Claims vs evidence: the model's own declarations and the user's, beside the measured relation."""
+    from audit.claims.collect import collect_declarations, identity_of
+    from audit.claims.judge import judge_claims, measured_from
+    from audit.claims.licences import licence_of_model
+
+    found = collect_declarations(ckpt)
+    ids = {name: identity_of(name, source) for name, source in (identities or {}).items()}
+    measured = measured_from(verdict, comparisons, references, merge=merge, adapter=adapter, identities=ids)
+    return judge_claims([*found.claims, *user_claims(request)], measured, subject_name=ckpt.name,
+                        licence_for=licence_of_model, files=found.texts, sources_read=found.sources,
+                        notes=found.notes)
 
 
 def _merge(cand: ModelView, live: list[ModelView], comparisons: list[Comparison], seed: int) -> MergeInfo | None:
@@ -257,8 +310,11 @@ def _adapter(request: Request, ckpt: Checkpoint) -> Record:
     subject = ModelInfo(name=ckpt.name, path=str(ckpt.path), format=ckpt.format,
                         files=[FileDigest.model_validate(f) for f in hasher.result()])
     references = [_with_io(model_info(base, BackgroundHasher(base.ckpt.files).result()), base)] if base else []
+    adapter_record = found.to_record()
+    claims = _claims(request, ckpt, verdict, [], references, adapter=adapter_record,
+                     identities={base.name: base.ckpt} if base is not None else None)
     return Record(tool=Tool(version=__version__), created=_now(), command=_command(request), subject=subject,
-                  references=references, verdict=verdict, adapter=found.to_record())
+                  references=references, verdict=verdict, adapter=adapter_record, claims=claims)
 
 
 def _probe_stage(request: Request, suites: list[Suite], verdict: Verdict, references: list[ModelInfo],
@@ -275,6 +331,55 @@ def _probe_stage(request: Request, suites: list[Suite], verdict: Verdict, refere
         return session.ProbeOutcome(probes=[], flags=[], run=ProbeFailure(error=message, suites=[s.name for s in suites]))
     inherited = session.inherited_vendors(verdict, references)
     return session.probe(backend, suites, _settings(request), progress=progress, inherited=inherited)
+
+
+# ---------------------------------------------------------------------------------------------- trace
+
+
+def run_trace(request: Request, progress: Progress | None = None) -> Record:
+    """`provaudit trace`: which reference produced the subject's outputs (audit.probing.trace). No weights are
+    compared, so the record's verdict is inconclusive with references_checked=0; the trace is in `trace`."""
+    from audit.probing import trace as tr
+    from audit.probing.backends import create_backend
+    from audit.probing.backends.openai_http import default_cache_dir
+    from audit.probing.trace_local import GenerationCache, load_local
+
+    assert request.trace is not None
+    t = request.trace
+    names = [name or Path(path).stem for path, name in [*request.references, *t.controls]]
+    if len(set(names)) != len(names):
+        raise InputError(f"reference and control names must differ: {', '.join(names)}")
+    models = [tr.Model(n, path) for n, (path, _) in zip(names, [*request.references, *t.controls], strict=True)]
+    refs, controls = models[:len(request.references)], models[len(request.references):]
+    root = default_cache_dir() if t.cache else None
+    cache = GenerationCache(root.parent / "generations" if root is not None else None)
+    e = request.endpoint
+    subject_backend: tr.Subject
+    if e is not None:
+        backend: Any = create_backend("openai", endpoint=e.url, model=e.model, api_key_env=e.api_key_env,
+                                      timeout=e.timeout, max_requests=e.max_requests, cache_dir=root)
+        subject_backend = backend
+        subject = ModelInfo(name=request.name or e.model, path=str(subject_backend.describe()["endpoint"]),
+                            format="openai-endpoint")
+    elif request.model is not None:
+        local = load_local(request.model, t.device)
+        subject_backend = tr.LocalSubject(local)
+        subject = ModelInfo(name=request.name or Path(local.path).stem, path=local.path, format="local")
+    else:
+        raise InputError("trace needs MODEL or --endpoint URL --model NAME")
+    try:
+        outcome = tr.run_trace(subject_backend, refs, controls, t.options, cache, progress=progress, device=t.device,
+                               max_requests=e.max_requests if e is not None else None)
+    finally:
+        close = getattr(subject_backend, "close", None)
+        if callable(close):
+            close()
+    section = outcome.section
+    verdict = Verdict(label=Label.INCONCLUSIVE, references_checked=0,
+                      summary="Black-box trace only: no weights were compared, so there is no weight lineage "
+                              "verdict. " + section.summary)
+    return Record(tool=Tool(version=__version__), created=_now(), command=_command(request), subject=subject,
+                  verdict=verdict, flags=list(outcome.flags), trace=section)
 
 
 # ---------------------------------------------------------------------------------------------- probes only

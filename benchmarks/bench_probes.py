@@ -1,5 +1,8 @@
 """Benchmark probe throughput: batched (left-padded) versus one-prompt-at-a-time generation on real SmolLM2.
 
+(For the default probe run, old path vs new, tokens/s and where the time goes, see bench_generation.py.
+The backend now sorts rows by prompt length before batching, so "forward steps" below is an estimate.)
+
     python benchmarks/bench_probes.py                       # 16 self-identity prompts, 32 new tokens, sizes 1 and 8
     python benchmarks/bench_probes.py --prompts 26 --max-new-tokens 64 --batch-sizes 1,8,26 --json rows.json
     python benchmarks/bench_probes.py --device cpu --threads 1   # force CPU, one intra-op thread

@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from audit import __version__
+from audit.errors import InputError
 from audit.record.models import SCHEMA as SCHEMA_V2
 from audit.reporting.writer import dumps_record, write_atomic
+from audit.safeio import load_json
 
 SCHEMA = "provaudit.batch-cache/1"
 KEY_SCHEMA = "provaudit.batch-key/1"
 RECORD_SCHEMA = SCHEMA_V2
+MAX_ENTRY_BYTES = 32 << 20  # a record (at most 16 MiB) and its envelope
 
 
 def canonical(obj: Any) -> str:
@@ -61,10 +64,10 @@ class ResultCache:
         path = self.entry_path(key)
         if not path.is_file():
             return Lookup("miss")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return Lookup("corrupt", reason=f"not valid JSON ({type(exc).__name__})")
+        try:  # a shared cache is input too: a bounded regular file, bounded JSON
+            data = load_json(path, MAX_ENTRY_BYTES, "cache entry", max_depth=256)
+        except InputError as exc:
+            return Lookup("corrupt", reason=str(exc).rsplit(": ", 1)[-1])
         problem = _check(data, key)
         if problem:
             return Lookup("corrupt", reason=problem)

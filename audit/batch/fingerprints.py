@@ -20,7 +20,9 @@ from typing import Any
 from audit import __version__
 from audit.batch.cache import digest
 from audit.checkpoint.hashing import sha256_file
+from audit.errors import InputError
 from audit.reporting.writer import write_atomic
+from audit.safeio import load_json
 
 FINGERPRINT_SCHEMA = "provaudit.batch-fingerprint/1"
 FINGERPRINT_KEY_SCHEMA = "provaudit.batch-fingerprint-key/1"
@@ -48,11 +50,9 @@ class FingerprintEntry:
 def _read_entry(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """(the entry's JSON object, or None with the reason it cannot be used)."""
     try:
-        if path.stat().st_size > MAX_ENTRY_BYTES:
-            return None, "entry too large"
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, f"not valid JSON ({type(exc).__name__})"
+        data = load_json(path, MAX_ENTRY_BYTES, "cache entry")  # a bounded regular file, bounded JSON
+    except InputError as exc:
+        return None, str(exc).rsplit(": ", 1)[-1]
     if not isinstance(data, dict):
         return None, "not a JSON object"
     return data, None

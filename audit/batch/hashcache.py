@@ -33,10 +33,12 @@ def model_files(path: Path) -> list[Path]:
 def _weights(folder: Path, entries: list[Path]) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
+        from audit.checkpoint.build import local_shards
+        from audit.errors import InputError
+
         try:
-            shards = sorted({folder / f for f in json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()})
-            return [s for s in shards if s.is_file()]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return local_shards(folder, index)  # confined to the folder, regular files only
+        except InputError:
             pass  # the audit reports the broken index; hash every weight file meanwhile
     for suffix in (".safetensors", ".gguf"):
         found = [p for p in entries if p.suffix == suffix]

@@ -6,7 +6,9 @@ comments. YAML: a list of rows (or a mapping with a `models:` list); a row is a 
 below (lists for references/probes/declared) or just the model path.
 
 Columns: model (required), references, probes, declared (the model's own vendor or name), name (shown in
-the report). Relative paths are resolved against the manifest's folder first, then the current folder; a hub
+the report), claim (what the model is said to be: 'self-developed', 'fine-tuned from ORG/NAME'; several
+allowed), declared_license (the licence it is said to be under). Claims are set beside the weights' evidence
+in each record's 'Claims vs evidence'. Relative paths are resolved against the manifest's folder first, then the current folder; a hub
 id is looked up in the local Hugging Face cache. Nothing runs unless every row is usable.
 """
 
@@ -18,13 +20,27 @@ from typing import TYPE_CHECKING
 
 from audit.errors import InputError
 from audit.pipeline import split_reference
+from audit.safeio import display_path, read_text
 
 if TYPE_CHECKING:
     import yaml
 
-COLUMNS = ("model", "references", "probes", "declared", "name")
-LIST_COLUMNS = ("references", "probes", "declared")
+COLUMNS = ("model", "references", "probes", "declared", "name", "claim", "declared_license")
+LIST_COLUMNS = ("references", "probes", "declared", "claim")
 MAX_REPORTED = 20
+#: Caps on a manifest: its size, its rows, and YAML aliases (each alias is expanded once per use below).
+MAX_MANIFEST_BYTES = 64 << 20
+MAX_ROWS = 100_000
+MAX_ALIASES = 1000
+
+
+class ManifestError(InputError):
+    """Unusable manifest lines: `lines` holds a heading and then one line per problem (the CLI prints each on
+    its own line, so a user fixes them all at once)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        super().__init__("\n  ".join(lines))
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,8 @@ class Row:
     references: tuple[tuple[str, str | None], ...] = ()  # (resolved path, name or None)
     probes: tuple[str, ...] = ()
     declared: tuple[str, ...] = ()
+    claims: tuple[str, ...] = ()
+    declared_license: str | None = None
 
 
 class _Problems:
@@ -48,26 +66,24 @@ class _Problems:
         self.items: list[str] = []
 
     def add(self, line: int, message: str) -> None:
-        self.items.append(f"{self.source}:{line}: {message}")
+        self.items.append(f"{display_path(self.source)}:{line}: {display_path(message)}")
 
     def raise_if_any(self) -> None:
         if not self.items:
             return
+        if len(self.items) == 1:
+            raise InputError(self.items[0])
         shown = self.items[:MAX_REPORTED]
         more = len(self.items) - len(shown)
-        text = "\n  ".join(shown) + (f"\n  ... and {more} more" if more else "")
-        raise InputError(f"manifest: {text}" if len(self.items) > 1 else self.items[0])
+        raise ManifestError([f"manifest {display_path(self.source)}: {len(self.items)} problems"
+                             + (f", the first {len(shown)}:" if more else ":"),
+                             *shown, *([f"... and {more} more"] if more else [])])
 
 
 def read_manifest(path: str | Path) -> list[Row]:
     """Parse and check a manifest; raise InputError naming every bad line (nothing is run)."""
     source = Path(path)
-    if not source.is_file():
-        raise InputError(f"{source}: no such manifest file")
-    try:
-        text = source.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{source}: cannot read the manifest ({exc})") from None
+    text = read_text(source, MAX_MANIFEST_BYTES, "manifest file")  # a regular file, bounded, UTF-8
     problems = _Problems(source)
     suffix = source.suffix.lower()
     if suffix == ".csv":
@@ -76,6 +92,8 @@ def read_manifest(path: str | Path) -> list[Row]:
         raw = _read_yaml(text, problems)
     else:
         raise InputError(f"{source}: a manifest must be .csv, .yaml or .yml")
+    if len(raw) > MAX_ROWS:
+        raise InputError(f"{display_path(source)}: {len(raw):,} rows, more than the {MAX_ROWS:,} a manifest may have")
     rows = [row for row in (_check_row(line, cells, source.parent, problems) for line, cells in raw) if row]
     if not rows and not problems.items:
         raise InputError(f"{source}: the manifest lists no models")
@@ -132,11 +150,18 @@ def _read_yaml(text: str, problems: _Problems) -> list[tuple[int, dict[str, list
     import yaml
 
     try:
+        aliases = sum(isinstance(t, yaml.AliasToken) for t in yaml.scan(text, Loader=yaml.SafeLoader))
+        if aliases > MAX_ALIASES:
+            problems.add(1, f"{aliases:,} YAML aliases, more than {MAX_ALIASES:,} (a manifest needs none)")
+            return []
         loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
         finally:
             loader.dispose()
+    except RecursionError:
+        problems.add(1, "YAML nested too deeply")
+        return []
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problems.add(mark.line + 1 if mark else 1, f"not valid YAML ({getattr(exc, 'problem', None) or exc})")
@@ -209,8 +234,33 @@ def _check_row(line: int, cells: dict[str, list[str]], base: Path, problems: _Pr
         return None
     names = cells.get("name")
     name = names[0] if names else None
+    claims = tuple(cells.get("claim") or ())
+    licences = cells.get("declared_license") or []
+    licence = licences[0] if licences else None
+    if not _claims_ok(line, claims, licence, problems):
+        return None
     return Row(line, model, path, name, tuple(refs), tuple(cells.get("probes") or ()),
-               tuple(cells.get("declared") or ()))
+               tuple(cells.get("declared") or ()), claims, licence)
+
+
+def _claims_ok(line: int, claims: tuple[str, ...], licence: str | None, problems: _Problems) -> bool:
+    """Every claim and licence of a row can be read (checked before anything runs)."""
+    from audit.claims.declared import parse_cli_claim, parse_cli_licence
+
+    ok = True
+    for text in claims:
+        try:
+            parse_cli_claim(text, f"manifest line {line}")
+        except InputError as exc:
+            problems.add(line, f"claim: {exc}")
+            ok = False
+    if licence:
+        try:
+            parse_cli_licence(licence, f"manifest line {line}")
+        except InputError as exc:
+            problems.add(line, f"declared_license: {exc}")
+            ok = False
+    return ok
 
 
 def _resolve(value: str, base: Path, line: int, problems: _Problems, what: str) -> str | None:

@@ -31,7 +31,7 @@ from audit.record.io import parse_record
 from audit.record.models import BatchInfo, LineageTree, Record
 
 INDEX_FIELDS = ("line", "model", "name", "status", "verdict", "parent", "confidence", "operations", "flags",
-                "references_checked", "probes", "summary", "error", "report", "record", "key")
+                "claims", "references_checked", "probes", "summary", "error", "report", "record", "key")
 VOLATILE_FIELDS = ("source", "seconds")  # differ between a first run and a rerun
 
 
@@ -183,6 +183,7 @@ def plan(rows: list[Row], opts: BatchOptions, manifest: Path, say: Echo, hasher:
             explicit_name=row.name, references=refs, reference_names=tuple(names), suites=row_suites,
             suite_digests=tuple(suites.get(s, "") for s in row_suites),
             declared=tuple(dict.fromkeys([*opts.declared, *row.declared])),
+            claims=row.claims, declared_license=row.declared_license,
             registries=None if opts.no_registry else tuple(opts.registries),
             seed=opts.seed, allow_pickle=opts.allow_pickle, probe=dict(opts.probe),
             cache_dir=str(Path(opts.cache_dir) if opts.cache_dir else Path(opts.out) / "cache"),
@@ -297,7 +298,7 @@ def index_row(task: Task, row: Row, result: dict[str, Any], slug: str, out: Path
         for suffix in (".json", ".html"):  # a stale report of an earlier run must not look current
             (out / "records" / f"{slug}{suffix}").unlink(missing_ok=True)
         return {**base, "status": "error", "verdict": None, "parent": None, "confidence": None, "operations": [],
-                "flags": [], "references_checked": None, "probes": [], "summary": None,
+                "flags": [], "claims": [], "references_checked": None, "probes": [], "summary": None,
                 "error": error or "no record", "report": None, "record": None, "key": result.get("key"),
                 "source": result.get("source"), "seconds": result.get("seconds")}
     if result.get("source") == "cache":
@@ -309,7 +310,9 @@ def index_row(task: Task, row: Row, result: dict[str, Any], slug: str, out: Path
     v = rec.verdict
     return {**base, "status": "ok", "verdict": v.label.value, "parent": v.parent,
             "confidence": v.confidence, "operations": [o.value for o in v.operations],
-            "flags": list(dict.fromkeys(f.kind.value for f in rec.flags)), "references_checked": v.references_checked,
+            "flags": list(dict.fromkeys(f.kind.value for f in rec.flags)),
+            "claims": list(dict.fromkeys(f.flag.value for f in rec.claims.findings)) if rec.claims else [],
+            "references_checked": v.references_checked,
             "probes": [p.suite for p in rec.probes],
             "summary": v.summary, "error": problem, "report": rel_html, "record": rel_json,
             "key": result.get("key"), "source": result.get("source"), "seconds": result.get("seconds")}

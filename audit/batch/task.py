@@ -35,6 +35,8 @@ class Task:
     suites: tuple[str, ...] = ()  # probe suite names or files
     suite_digests: tuple[str, ...] = ()
     declared: tuple[str, ...] = ()
+    claims: tuple[str, ...] = ()  # what the manifest says the model is (set beside the evidence)
+    declared_license: str | None = None
     registries: tuple[str, ...] | None = None  # None: --no-registry; else extra registry folders
     registry_digest: str | None = None
     seed: int = 0
@@ -62,6 +64,10 @@ class Task:
             for k in ("samples", "max_new_tokens", "temperature", "batch_size", "device"):
                 if k in self.probe:
                     out += [f"--{k.replace('_', '-')}", str(self.probe[k])]
+        for c in self.claims:
+            out += ["--claim", c]
+        if self.declared_license:
+            out += ["--declared-license", self.declared_license]
         if self.allow_pickle:
             out.append("--allow-pickle")
         return [*out, "--seed", str(self.seed)]
@@ -91,6 +97,7 @@ def key_material(task: Task, file_digest: Callable[[Path], str | None]) -> dict[
         "declared": list(task.declared) if task.suites else [],
         "seed": task.seed,
         "allow_pickle": task.allow_pickle,
+        "claims": [*task.claims, *([f"licence:{task.declared_license}"] if task.declared_license else [])],
     }
 
 
@@ -270,7 +277,8 @@ def request(task: Task) -> Request:
     probes = ProbeRequest(tuple(task.suites), declared=tuple(task.declared), **settings) if task.suites else None
     return Request(CommandName.AUDIT, model=task.model, name=task.explicit_name, references=task.references,
                    registries=task.registries, probes=probes, seed=task.seed, allow_pickle=task.allow_pickle,
-                   argv=tuple(task.argv()))
+                   argv=tuple(task.argv()), claims=task.claims, declared_license=task.declared_license,
+                   claims_source=f"manifest line {task.line}")
 
 
 def audit_one(task: Task, view: ModelView | None = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from audit.checkpoint.model import Checkpoint, TensorInfo
 from audit.errors import InputError
+from audit.safeio import display_path
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -109,34 +110,36 @@ class Adapter:
 
 
 def is_adapter_folder(folder: Path) -> bool:
-    """A folder holding adapter_config.json (and, to be read, adapter_model.safetensors or .bin)."""
-    return folder.is_dir() and (folder / ADAPTER_CONFIG).is_file()
+    """A folder holding adapter_config.json (and, to be read, adapter_model.safetensors or .bin); a FIFO or
+    directory under that name counts too, so that reading it refuses it."""
+    return folder.is_dir() and (folder / ADAPTER_CONFIG).exists()
 
 
 def adapter_weights_file(folder: Path) -> Path:
     """The adapter's weights file; InputError when there is none."""
     for name in ADAPTER_WEIGHTS:
-        if (folder / name).is_file():
+        if (folder / name).exists():  # a FIFO or directory there is refused when opened
             return folder / name
     raise InputError(f"{folder}: {ADAPTER_CONFIG} but no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
 
 
 def read_adapter_config(folder: Path) -> dict[str, Any]:
-    """adapter_config.json as a JSON object, its size capped."""
+    """adapter_config.json as a JSON object, its size capped (a FIFO or directory there is refused)."""
     import json
 
+    from audit.safeio import read_text, regular_file
+
     path = folder / ADAPTER_CONFIG
-    if not path.is_file():
-        raise InputError(f"{path}: not a regular file")
-    size = path.stat().st_size
+    size = regular_file(path, "adapter config").st_size
     if size > MAX_CONFIG_BYTES:
-        raise InputError(f"{path}: {size} bytes, more than an adapter config holds ({MAX_CONFIG_BYTES})")
+        raise InputError(f"{display_path(path)}: {size} bytes, more than an adapter config holds ({MAX_CONFIG_BYTES})")
+    text = read_text(path, MAX_CONFIG_BYTES, "adapter config")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InputError(f"{path}: not valid JSON ({type(exc).__name__})") from None
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"{display_path(path)}: not valid JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object")
+        raise InputError(f"{display_path(path)}: expected a JSON object")
     return data
 
 

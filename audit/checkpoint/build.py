@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from audit.checkpoint.model import Checkpoint, RowLayout, TensorInfo, TokenizerD
 from audit.checkpoint.safetensors_file import SafetensorsFile
 from audit.checkpoint.source import ByteSource, IOCounter
 from audit.errors import InputError
+from audit.safeio import display_path, load_json, load_json_object, regular_file
 
 
 def safetensors_checkpoint(sources: Sequence[ByteSource], files: list[Path], path: Path, config: dict[str, Any],
@@ -48,11 +48,54 @@ def gguf_checkpoint(src: ByteSource, path: Path, counter: IOCounter) -> Checkpoi
 
 
 def read_json_object(path: Path) -> dict[str, Any]:
-    """A small JSON file that must hold an object (config.json, an index): InputError when it does not."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    return data
+    """A small JSON file that must hold an object (config.json, an index): InputError when it does not (also for
+    a FIFO or directory in its place, more than 64 MiB, nesting deeper than 64, numbers that do not fit)."""
+    return load_json_object(path)
+
+
+INDEX_NAME = "model.safetensors.index.json"
+MAX_SHARDS = 10_000  # the largest published checkpoints have a few hundred shards
+
+
+def index_shards(data: object, where: str) -> list[str]:
+    """The shard file names of a parsed `model.safetensors.index.json`, validated: `weight_map` a non-empty
+    map of tensor names to relative file names inside the checkpoint folder (no absolute path, no `..`, no
+    backslash or control character), at most MAX_SHARDS distinct files. InputError naming the index otherwise."""
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise InputError(f"{where}: no weight_map (a map of tensor names to shard files)")
+    shards: set[str] = set()
+    for name, shard in weight_map.items():
+        if not isinstance(shard, str) or not shard:
+            raise InputError(f"{where}: weight_map entry for {str(name)[:100]!r} is {str(shard)[:40]!r}, "
+                             "not a shard file name")
+        shards.add(shard)
+        if len(shards) > MAX_SHARDS:
+            raise InputError(f"{where}: weight_map names more than {MAX_SHARDS:,} shard files")
+    for shard in shards:
+        parts = shard.split("/")
+        if (shard.startswith("/") or "\\" in shard or ".." in parts or "" in parts or not shard.isprintable()
+                or (len(shard) > 1 and shard[1] == ":")):
+            raise InputError(f"{where}: shard {shard[:200]!r} is not a file name inside the checkpoint folder")
+    return sorted(shards)
+
+
+def local_shards(folder: Path, index: Path) -> list[Path]:
+    """The shard files of a local index, each a regular file inside `folder` once symlinks are resolved."""
+    names = index_shards(load_json(index, what="shard index"), display_path(index))
+    root = folder.resolve()
+    out: list[Path] = []
+    missing: list[str] = []
+    for shard_name in names:
+        path = folder / shard_name
+        if not path.exists() and not path.is_symlink():
+            missing.append(shard_name)
+            continue
+        if not path.resolve().is_relative_to(root):
+            raise InputError(f"{display_path(index)}: shard {shard_name!r} resolves outside the checkpoint folder")
+        regular_file(path, "shard file")
+        out.append(path)
+    if missing:
+        raise InputError(f"{display_path(index)}: shard(s) missing: {', '.join(missing[:5])}"
+                         + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+    return out

@@ -20,6 +20,7 @@ import numpy as np
 from audit.checkpoint.model import RowLayout, TensorInfo, TokenizerData, read_layout
 from audit.checkpoint.source import ByteSource, LocalFileSource
 from audit.errors import InputError
+from audit.safeio import display_path
 
 # GGUF metadata key suffix -> HF config key
 _CONFIG_KEYS = {
@@ -45,6 +46,11 @@ FIRST_READ = 1 << 20  # header bytes asked for first over HTTP; later reads doub
 FIRST_READ_LOCAL = 64 << 10
 MAX_READ = 64 << 20
 MAX_KEY = 1 << 16
+# Caps beyond "what the file can hold" (a 100 GB file could claim a billion empty strings): the largest published
+# headers (262k-token vocabularies with merges, thousands of tensors) take ~30 MB and ~1M array items.
+MAX_HEADER_BYTES = 512 << 20
+MAX_ITEMS = 1 << 24  # items in one metadata array
+MAX_ENTRIES = 1 << 20  # tensors, and metadata keys (published files have a few thousand at most)
 MAX_DIMS = 8
 MAX_DEPTH = 3  # arrays of arrays of ...
 
@@ -59,16 +65,17 @@ class GGUFFile:
         try:
             self.metadata, self._tensors, self._data_start, self._order = _parse(src)
         except _Truncated as exc:
-            raise InputError(f"{src.name}: corrupt or truncated GGUF file ({exc})") from None
+            raise InputError(f"{display_path(src.name)}: corrupt or truncated GGUF file ({_line(str(exc))})") from None
         self.fields = {k: _small(v) for k, v in self.metadata.items() if not k.startswith("tokenizer.ggml.")}
+        _check_types(self.metadata, display_path(src.name))
         self.arch = str(self.fields.get("general.architecture", "unknown"))
 
     def config(self) -> dict[str, Any]:
         prefix = self.arch + "."
         cfg: dict[str, Any] = {"model_type": self.arch, "_source": "gguf-metadata"}
         for key, value in self.fields.items():
-            if key.startswith(prefix) and key[len(prefix):] in _CONFIG_KEYS:
-                cfg[_CONFIG_KEYS[key[len(prefix):]]] = value
+            if key.startswith(prefix) and key[len(prefix):] in _CONFIG_KEYS and _is_number(value):
+                cfg[_CONFIG_KEYS[key[len(prefix):]]] = value  # per-layer arrays (OpenELM) are left out
         tok = self.metadata.get("tokenizer.ggml.tokens")
         if isinstance(tok, list) and "vocab_size" not in cfg:
             cfg["vocab_size"] = len(tok)
@@ -112,7 +119,6 @@ class GGUFFile:
         tokens = m.get("tokenizer.ggml.tokens")
         if not isinstance(tokens, list):
             return None
-        tokens = [str(x) for x in tokens]
         merges_v = m.get("tokenizer.ggml.merges")
         merges = [str(x) for x in merges_v] if isinstance(merges_v, list) else []
         model = str(m["tokenizer.ggml.model"]) if "tokenizer.ggml.model" in m else "unknown"
@@ -165,6 +171,8 @@ class _Cursor:
             return
         if n > self.left():
             raise _Truncated(f"needs {n} bytes at offset {self.offset}, the file has {self.left()} left")
+        if self.offset + n > MAX_HEADER_BYTES:
+            raise _Truncated(f"a header of more than {MAX_HEADER_BYTES >> 20} MiB")
         have = len(self.buf) - self.pos
         want = min(max(n, self.chunk), self.left())
         self.chunk = min(self.chunk * 2, MAX_READ)
@@ -202,6 +210,8 @@ def _parse(src: ByteSource) -> tuple[dict[str, Any], dict[str, _Tensor], int, st
         raise _Truncated(f"GGUF version {version} is not supported (2 and 3 are)")
     u32, u64 = struct.Struct(order + "I"), struct.Struct(order + "Q")
     n_tensors, n_kv = cur.unpack(u64), cur.unpack(u64)
+    if n_kv > MAX_ENTRIES or n_tensors > MAX_ENTRIES:
+        raise _Truncated(f"claims {n_tensors} tensors and {n_kv} metadata entries (at most {MAX_ENTRIES} each)")
     if n_kv > cur.left() // 13:  # a KV pair takes at least 8 (key length) + 1 + 4 (type) + 0 bytes
         raise _Truncated(f"claims {n_kv} metadata entries")
     if n_tensors > cur.left() // 24:  # a tensor info takes at least 8 + 4 + 4 + 8 bytes
@@ -237,7 +247,7 @@ def _parse(src: ByteSource) -> tuple[dict[str, Any], dict[str, _Tensor], int, st
             raise _Truncated(f"tensor {name!r}: row length {dims[0]} is not a multiple of the {qtype.name} block ({block})")
         n_bytes = n_elems // block * type_size
         if data_start + offset + n_bytes > src.size:
-            raise InputError(f"{src.name}: tensor {name!r} extends past the end of the file: truncated")
+            raise InputError(f"{display_path(src.name)}: tensor {_line(repr(name))} extends past the end of the file: truncated")
         if name in tensors:
             raise _Truncated(f"tensor {name!r} appears twice")
         tensors[name] = _Tensor(tuple(reversed(dims)), qtype, offset, n_bytes)
@@ -276,6 +286,8 @@ class _ValueReader:
                 raise _Truncated("arrays nested too deep")
             item = self.cur.unpack(struct.Struct(self.order + "I"))
             count = self.cur.unpack(self.u64)
+            if count > MAX_ITEMS:
+                raise _Truncated(f"array of {count} items at offset {self.cur.offset} (at most {MAX_ITEMS} allowed)")
             if item in self.structs:
                 itemsize = self.structs[item].size
                 if count > self.cur.left() // itemsize:
@@ -316,6 +328,61 @@ class _ValueReader:
             pos = end
         cur.pos = pos
         return out
+
+
+def _line(text: str) -> str:
+    """Text for an error line: control characters escaped, at most 300 characters."""
+    text = display_path(text)
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+
+def _check_types(m: dict[str, Any], where: str) -> None:
+    """The metadata the reader uses must have the type the GGUF spec gives it: InputError naming the key when a
+    token list is numbers, a head count a string, a special-token id a float, ..."""
+    arch = m.get("general.architecture", "unknown")
+    expect: list[tuple[str, str, Callable[[Any], bool]]] = [
+        ("general.architecture", "a string", lambda v: isinstance(v, str)),
+        ("general.name", "a string", lambda v: isinstance(v, str)),
+        ("general.alignment", "an integer", _is_int),
+        ("general.file_type", "an integer", _is_int),
+        ("tokenizer.ggml.tokens", "an array of strings", _is_str_list),
+        ("tokenizer.ggml.merges", "an array of strings", _is_str_list),
+        ("tokenizer.ggml.model", "a string", lambda v: isinstance(v, str)),
+        ("tokenizer.ggml.pre", "a string", lambda v: isinstance(v, str)),
+    ]
+    expect += [(f"tokenizer.ggml.{r}_token_id", "an integer", _is_int)
+               for r in ("bos", "eos", "unknown", "padding", "seperator", "cls", "mask")]
+    if isinstance(arch, str):
+        for suffix, hf in _CONFIG_KEYS.items():
+            if hf in ("rope_theta", "rms_norm_eps", "layer_norm_eps"):
+                expect.append((f"{arch}.{suffix}", "a number", _is_number))
+            else:  # counts and lengths: an integer, or one per layer
+                expect.append((f"{arch}.{suffix}", "an integer", lambda v: _is_int(v) or (
+                    isinstance(v, np.ndarray) and v.dtype.kind in "iu")))
+    for key, what, ok in expect:
+        if key in m and not ok(m[key]):
+            raise InputError(f"{where}: GGUF metadata {key} must be {what}, found {_describe(m[key])}")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of {value.size} {value.dtype} values"
+    if isinstance(value, list):
+        kinds = sorted({type(x).__name__ for x in value[:1000]})
+        return f"an array of {len(value)} ({', '.join(kinds) or 'empty'})"
+    return f"{type(value).__name__} {_line(repr(value))[:60]}"
 
 
 def _small(value: Any) -> Any:

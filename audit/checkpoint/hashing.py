@@ -22,6 +22,9 @@ _REMOTE: dict[str, tuple[int, str | None]] = {}
 
 
 def sha256_file(path: Path) -> str:
+    from audit.safeio import regular_file
+
+    regular_file(path)  # a FIFO or device would never end
     h = hashlib.sha256()
     buf = bytearray(CHUNK)
     view = memoryview(buf)

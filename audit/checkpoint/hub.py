@@ -514,14 +514,11 @@ def _choose_weights(ref: HubRef, files: dict[str, _File], small: dict[str, Path]
             raise InputError(f"{what}: no file {ref.filename!r} in the repository at this revision")
         return [files[ref.filename]], "gguf" if ref.filename.endswith(".gguf") else "safetensors"
     if "model.safetensors.index.json" in small:
-        try:
-            data = json.loads(small["model.safetensors.index.json"].read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"{what}: model.safetensors.index.json is not valid JSON ({type(exc).__name__})") from None
-        weight_map = data.get("weight_map") if isinstance(data, dict) else None
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise InputError(f"{what}: model.safetensors.index.json has no weight_map")
-        shards = sorted({str(v) for v in weight_map.values()})
+        from audit.checkpoint.build import index_shards
+        from audit.safeio import load_json
+
+        where = f"{what}: model.safetensors.index.json"
+        shards = index_shards(load_json(small["model.safetensors.index.json"], what="shard index"), where)
         if len(shards) > MAX_SHARDS:
             raise InputError(f"{what}: the index names {len(shards)} shards")
         missing = [s for s in shards if s not in files]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from functools import partial
 from pathlib import Path
@@ -19,12 +18,13 @@ from audit.checkpoint.adapter import (
     read_adapter,
     read_adapter_config,
 )
-from audit.checkpoint.build import gguf_checkpoint, read_json_object, safetensors_checkpoint
+from audit.checkpoint.build import gguf_checkpoint, local_shards, read_json_object, safetensors_checkpoint
 from audit.checkpoint.model import Checkpoint, TensorInfo, TokenizerData
 from audit.checkpoint.onnx_file import ONNXFile
 from audit.checkpoint.source import IOCounter, LocalFileSource
 from audit.checkpoint.tokenizer_files import load_tokenizer
 from audit.errors import InputError
+from audit.safeio import display_path, regular_file
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 
@@ -134,36 +134,28 @@ def _has_weights(folder: Path) -> bool:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:
-            shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
-        except (OSError, ValueError, AttributeError):
+            return bool(local_shards(folder, index))
+        except InputError:
             return False
-        return bool(shards) and all((folder / str(s)).is_file() for s in shards)
     return any(p.is_file() and (p.suffix in (".safetensors", ".gguf", ".onnx", *PICKLE_SUFFIXES))
                for p in folder.iterdir()) or _folder_onnx(folder) is not None
 
 
 def _sibling_config(path: Path) -> dict[str, Any]:
     cfg = path.parent / "config.json"
-    return read_json_object(cfg) if cfg.is_file() else {}
+    return read_json_object(cfg) if cfg.exists() else {}  # a FIFO or directory there is refused
 
 
 def _open_folder(folder: Path, allow_pickle: bool) -> Checkpoint:
-    config = read_json_object(folder / "config.json") if (folder / "config.json").is_file() else {}
+    config = read_json_object(folder / "config.json") if (folder / "config.json").exists() else {}
     tokenizer = load_tokenizer(folder)
     index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map = read_json_object(index).get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise InputError(f"{index}: no weight_map")
-        shards = sorted({folder / f for f in weight_map.values()})
-        missing = [s.name for s in shards if not s.is_file()]
-        if missing:
-            raise InputError(f"{index}: shard(s) missing: {', '.join(missing)}")
-        return _open_safetensors(shards, folder, config, tokenizer, "hf-folder")
-    st = sorted(folder.glob("*.safetensors"))
+    if index.exists():  # a FIFO or directory there is refused, not skipped
+        return _open_safetensors(local_shards(folder, index), folder, config, tokenizer, "hf-folder")
+    st = sorted(p for p in folder.glob("*.safetensors") if not p.is_dir() or regular_file(p, "weight file"))
     if st:
         return _open_safetensors(st, folder, config, tokenizer, "hf-folder")
-    ggufs = sorted(folder.glob("*.gguf"))
+    ggufs = sorted(p for p in folder.glob("*.gguf") if not p.is_dir() or regular_file(p, "weight file"))
     if len(ggufs) == 1:
         ckpt = _open_gguf(ggufs[0])
         ckpt.path = folder
@@ -233,7 +225,7 @@ def _open_onnx(path: Path, folder: Path | None) -> Checkpoint:
     home = folder or (path.parent.parent if path.parent.name == "onnx" and (path.parent.parent / "config.json").is_file()
                       else path.parent)
     config = o.config()
-    if (home / "config.json").is_file():
+    if (home / "config.json").exists():
         config.update(read_json_object(home / "config.json"))
     tokenizer = load_tokenizer(home)
     files = [path, *o.external_files]
@@ -251,10 +243,12 @@ def _open_pickle(files: list[Path], path: Path, config: dict[str, Any], tokenize
 
     state: dict[str, tuple[torch.Tensor, Path]] = {}
     for f in files:
+        regular_file(f, "pickle file")
         try:
             loaded = torch.load(f, map_location="cpu", weights_only=True, mmap=True)
         except Exception as exc:
-            raise InputError(f"{f}: cannot load pickle safely ({type(exc).__name__}: {str(exc)[:200]})") from None
+            reason = " ".join(str(exc).split())[:200]  # torch's messages run over several lines
+            raise InputError(f"{display_path(f)}: cannot load pickle safely ({type(exc).__name__}: {reason})") from None
         if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
             loaded = loaded["state_dict"]
         if not isinstance(loaded, dict):

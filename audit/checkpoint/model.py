@@ -86,6 +86,10 @@ class Checkpoint:
     io: IOCounter | None = None  # what the readers read (None: a format whose reads are not counted)
     folder: Path | None = None  # where the model's small files (card, config, tokenizer, licence) are
     parts: dict[str, TensorPart] = field(default_factory=dict)  # virtual tensors (also listed in `tensors`)
+    quality: WeightQuality = field(default_factory=lambda: WeightQuality())  # NaN/Inf and all-zero reads seen
+    #: True: rows holding NaN, Inf or |x| > 1e15 are read as zeros and counted in `quality` (what the comparison
+    #: wants; ModelView sets it). False: reads return exactly the stored values, bit for bit.
+    sanitize: bool = False
 
     @property
     def stored_tensors(self) -> list[str]:
@@ -116,7 +120,8 @@ class Checkpoint:
             return self.read(part.parent)[:, part.index]
         if self._layout is not None:
             return self.read_rows_many([(name, slice(None))])[0].reshape(info.shape)
-        return self._reader(info)
+        arr = np.asarray(self._reader(info))
+        return self.quality.clean(name, arr) if self.sanitize else arr
 
     def read_rows(self, name: str, rows: Rows) -> np.ndarray:
         """Return selected rows (ids in any order, repeats allowed, or a slice) of a tensor: only their bytes
@@ -166,11 +171,62 @@ class Checkpoint:
                 out.append(self._row_reader(info, rows) if self._row_reader is not None else self._reader(info)[rows])
             else:
                 out.append(done.assemble(data.get(id(done.layout.source))))
-        return out
+        if not self.sanitize:
+            return out
+        return [self.quality.clean(name, arr) for (name, _), arr in zip(requests, out, strict=True)]
 
     @property
     def storage_dtypes(self) -> list[str]:
         return sorted({t.dtype for t in self.tensors.values()})
+
+
+#: Larger weights are no weights (real ones stay below ~1e4; fp16 tops out at 65504): rows holding them are treated
+#: like NaN/Inf rows, so that no product or sum of squares in the comparison can overflow float32.
+MAX_ABS = 1e15
+
+
+@dataclass
+class WeightQuality:
+    """What a checkpoint's reads held that the comparison cannot use: rows with NaN, Inf or |x| > 1e15 (set to zero
+    where read, so every statistic sees finite numbers and a zero row carries no signal) and tensors whose every
+    row read was zero. Counted per stored tensor over the rows actually read."""
+
+    nonfinite_rows: dict[str, int] = field(default_factory=dict)  # most NaN/Inf rows seen in one read
+    rows_read: dict[str, int] = field(default_factory=dict)  # most rows seen in one read
+    _zero: set[str] = field(default_factory=set)
+    _nonzero: set[str] = field(default_factory=set)
+
+    def clean(self, name: str, arr: np.ndarray) -> np.ndarray:
+        """`arr` (rows of tensor `name`, row elements on the last axis) with rows holding NaN/Inf set to zero."""
+        if arr.size == 0 or not np.issubdtype(arr.dtype, np.floating):
+            return arr
+        rows = arr.reshape(-1, arr.shape[-1]) if arr.ndim >= 2 else arr.reshape(-1, 1)
+        n = rows.shape[0]
+        self.rows_read[name] = max(self.rows_read.get(name, 0), n)
+        # fast path without temporaries: max and min are NaN when any value is, and then the test fails
+        if not (float(rows.max()) <= MAX_ABS and float(rows.min()) >= -MAX_ABS):
+            with np.errstate(invalid="ignore"):
+                bad = ~(np.abs(rows) <= MAX_ABS).all(axis=1)  # NaN and Inf fail the test too
+            self.nonfinite_rows[name] = max(self.nonfinite_rows.get(name, 0), int(bad.sum()))
+            rows = rows.copy() if not rows.flags.writeable or rows.base is not None else rows
+            rows[bad] = 0.0
+            arr = rows.reshape(arr.shape)
+        if name not in self._nonzero:
+            (self._nonzero if bool(np.any(rows)) else self._zero).add(name)
+        return arr
+
+    @property
+    def all_zero(self) -> list[str]:
+        """Tensors every read of which held only zeros (those zeroed for NaN/Inf rows are listed in `nonfinite`)."""
+        return sorted(self._zero - self._nonzero - {n for n, k in self.nonfinite_rows.items() if k})
+
+    @property
+    def nonfinite(self) -> list[str]:
+        return sorted(n for n, k in self.nonfinite_rows.items() if k)
+
+    def usable(self) -> bool:
+        """False when nothing read held a finite non-zero value (an all-NaN or all-zero model)."""
+        return bool(self._nonzero) or not (self._zero or self.nonfinite_rows)
 
 
 @dataclass

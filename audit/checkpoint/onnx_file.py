@@ -65,9 +65,9 @@ class ONNXFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        if not path.is_file():
-            raise InputError(f"{path}: not a regular file")
-        size = path.stat().st_size
+        from audit.safeio import regular_file
+
+        size = regular_file(path, "ONNX file").st_size
         if size > MAX_ONNX_BYTES:
             raise InputError(f"{path}: {size} bytes is more than an ONNX protobuf can hold (2 GiB); "
                              "large models keep weights in external data files")
@@ -78,7 +78,7 @@ class ONNXFile:
         try:
             model = onnx.load(str(path), load_external_data=False)
         except Exception as exc:  # DecodeError, RuntimeWarning-as-error, truncated files
-            raise InputError(f"{path}: corrupt or truncated ONNX file ({type(exc).__name__}: {str(exc)[:200]})") from None
+            raise InputError(f"{path}: corrupt or truncated ONNX file ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
         if not model.HasField("graph"):
             raise InputError(f"{path}: not an ONNX model (no graph)")
         self.graph: GraphProto = model.graph

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from audit.errors import InputError
+from audit.safeio import display_path
 
 if TYPE_CHECKING:
     from audit.record.models import ReadStats
@@ -91,11 +92,12 @@ class LocalFileSource:
             # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below)
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
         except OSError as exc:
-            raise InputError(f"{path}: cannot open ({exc.strerror})") from None
+            raise InputError(f"{display_path(path)}: cannot open ({exc.strerror})") from None
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
-            raise InputError(f"{path}: not a regular file")
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO, socket or device"
+            raise InputError(f"{display_path(path)}: not a regular file ({kind}); refusing to read it")
         self._fd = fd
         self.size = st.st_size
         self.counter = counter if counter is not None else IOCounter()
@@ -116,7 +118,7 @@ class LocalFileSource:
         while got < length:
             n = os.preadv(self._fd, [view[got:got + min(_PREAD_MAX, length - got)]], offset + got)
             if n <= 0:
-                raise InputError(f"{self.path}: file ended at byte {offset + got} (truncated while reading?)")
+                raise InputError(f"{display_path(self.path)}: file ended at byte {offset + got} (truncated while reading?)")
             got += n
         self.counter.add_read(length)
         return buf
@@ -135,7 +137,7 @@ class LocalFileSource:
 
 def _check_range(src: ByteSource, offset: int, length: int) -> None:
     if offset < 0 or length < 0 or offset + length > src.size:
-        raise InputError(f"{src.name}: read of bytes {offset}..{offset + length} past the end of the file ({src.size} bytes)")
+        raise InputError(f"{display_path(src.name)}: read of bytes {offset}..{offset + length} past the end of the file ({src.size} bytes)")
 
 
 def plan_ranges(ranges: Sequence[tuple[int, int]], gap: int, part: int | None = None) -> list[tuple[int, int]]:

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "audit": ("audit.cli.audit_cmd", "audit_", "Audit a model against the registry and references; name the parent."),
     "demo": ("audit.cli.demo_cmd", "demo", "Run a real audit on SmolLM2-135M and copies derived from it."),
     "probe": ("audit.cli.probe_cmd", "probe", "Black-box probes of a local model or an OpenAI-compatible endpoint."),
+    "trace": ("audit.cli.trace_cmd", "trace", "Black-box lineage: which reference produced a model's or an endpoint's outputs."),
     "refs": ("audit.cli.refs_cmd", "refs", "List, show, add, verify and build (from the Hub catalog) reference fingerprints."),
     "report": ("audit.cli.report_cmd", "report", "Re-render a saved record as HTML, JSON or a terminal summary."),
     "batch": ("audit.cli.batch_cmd", "batch", "Audit every model of a manifest (cached, resumable) and index them."),
@@ -51,18 +52,26 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn errors into one line on stderr and an exit status."""
     from audit.errors import InputError
 
+    if not _debug():
+        quiet_third_party()
     try:
         cli.main(args=argv, standalone_mode=False, prog_name="provaudit")
     except click.exceptions.Abort:
         click.echo("provaudit: aborted", err=True)
         sys.exit(130)
-    except click.exceptions.ClickException as exc:  # usage errors
-        exc.show()
+    except click.exceptions.ClickException as exc:  # usage errors: one line, with where to find help
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        click.echo(f"provaudit: error: {one_line(exc.format_message())}{hint}", err=True)
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except InputError as exc:
-        click.echo(f"provaudit: error: {exc}", err=True)
+        # one printable line (control characters escaped); an error that lists several problems (a manifest's
+        # bad rows) sets `lines` and gets one printable line per problem
+        lines = getattr(exc, "lines", None) or [str(exc)]
+        click.echo("\n".join(f"provaudit: error: {one_line(str(ln))}" if i == 0 else f"  {one_line(str(ln))}"
+                             for i, ln in enumerate(lines)), err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("provaudit: interrupted", err=True)
@@ -70,9 +79,44 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - last-resort: one line, exit 1
         if _debug():
             raise
-        click.echo(f"provaudit: internal error: {type(exc).__name__}: {exc} (set PROVAUDIT_DEBUG=1 for a traceback)", err=True)
+        click.echo(f"provaudit: internal error: {type(exc).__name__}: {one_line(str(exc))} "
+                   "(set PROVAUDIT_DEBUG=1 for a traceback)", err=True)
         sys.exit(1)
     sys.exit(0)
+
+
+def one_line(text: str, limit: int = 2000) -> str:
+    """`text` as one printable line: newlines, escapes and other control characters shown as \\n, \\x1b, ...;
+    cut to `limit` characters."""
+    from audit.safeio import display_path
+
+    out = display_path(text.strip())
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
+#: Loggers of the libraries provaudit drives; their warnings would otherwise land on stderr beside our one line.
+_QUIET_LOGGERS = ("transformers", "huggingface_hub", "tokenizers", "torch", "safetensors", "gguf", "onnx",
+                  "urllib3", "httpx", "filelock", "accelerate", "datasets", "numexpr", "ray")
+
+
+def quiet_third_party() -> None:
+    """Keep third-party warnings and log lines off stderr: provaudit says what matters itself, in one line.
+
+    Python warnings are ignored, library loggers only pass CRITICAL, and the libraries that read their
+    verbosity from the environment are told so before they are imported (a user's own setting wins).
+    PROVAUDIT_DEBUG=1 leaves all of it alone."""
+    import logging
+    import os
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for var, value in (("TRANSFORMERS_VERBOSITY", "critical"), ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1"),
+                       ("TOKENIZERS_PARALLELISM", "false"), ("TF_CPP_MIN_LOG_LEVEL", "3"),
+                       ("HF_HUB_DISABLE_TELEMETRY", "1")):
+        os.environ.setdefault(var, value)
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    logging.getLogger().setLevel(logging.CRITICAL)
 
 
 def _debug() -> bool:

@@ -21,3 +21,15 @@ def model_options(f: F) -> F:
     f = click.option("--allow-pickle", is_flag=True, help="Load pickled .bin/.pt weights (torch.load, weights_only=True).")(f)
     f = click.option("--quiet", "-q", is_flag=True, help="No progress bar, no terminal summary.")(f)
     return f
+
+
+def claim_options(f: F) -> F:
+    """--claim and --declared-license: what the user was told about the model (a pitch deck, a press release)."""
+    f = click.option("--declared-license", metavar="LICENCE",
+                     help="The licence the model is said to be under (e.g. apache-2.0); checked against the licence "
+                          "of the parent the weights show.")(f)
+    f = click.option("--claim", "claims", multiple=True, metavar="TEXT",
+                     help="What the model is said to be (repeatable): 'self-developed', 'trained from scratch', "
+                          "'fine-tuned from ORG/NAME', 'based on NAME', '自主研发'. Set beside what the weights "
+                          "show in 'Claims vs evidence'.")(f)
+    return f

@@ -28,8 +28,8 @@ def probe_options(f: F) -> F:
                      help="Longest answer generated per prompt.")(f)
     f = click.option("--samples", type=click.IntRange(1, 100), default=3, show_default=True,
                      help="Samples per prompt (sample j uses seed SEED+j).")(f)
-    f = click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
-                     help="Prompts generated together (local models).")(f)
+    f = click.option("--batch-size", type=click.IntRange(1, 1024), default=64, show_default=True,
+                     help="Most answers (prompts x samples) decoded together (local models).")(f)
     f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                      help="Where a local model runs (auto: CUDA with bf16 when available).")(f)
     return f

@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     Field,
@@ -37,7 +36,12 @@ from pydantic import (
 )
 
 from audit.datafiles import FileModel, Text, error_lines, loc_text
+from audit.errors import InputError
 from audit.paths import data_dir
+from audit.safeio import MiB, load_yaml
+
+#: Largest architecture family file read (the bundled ones are a few KB).
+MAX_FAMILY_BYTES = 4 * MiB
 
 SCHEMA = "provaudit.architectures/1"
 
@@ -66,8 +70,8 @@ def _checkable(value: str) -> str:
     return value
 
 
-Count = Annotated[int, Field(gt=0)]
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Count = Annotated[int, Field(gt=0, le=1 << 40)]  # bounded: a 10^400 size is an error, not a float overflow later
+Positive = Annotated[float, Field(gt=0, le=1e15, allow_inf_nan=False)]
 
 
 class ArchitectureEntry(FileModel):
@@ -202,10 +206,10 @@ def load_architecture_families(folder: Path, *, errors: list[str] | None = None)
         return families
     for path in sorted(folder.glob("*.yaml")):
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            data = load_yaml(path, MAX_FAMILY_BYTES, "architecture file")
+        except InputError as exc:
             if errors is not None:
-                errors.append(f"{path.name}: unreadable ({exc.__class__.__name__}: {exc})")
+                errors.append(f"{path.name}: unreadable ({exc})")
             continue
         problems = validate_architectures(data)
         if not problems and data.get("family") != path.stem:

@@ -237,6 +237,10 @@ def load_catalog(path: Path | None = None) -> Catalog:
             raise InputError(f"{path}: catalog larger than {MAX_BYTES >> 20} MiB")
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - a safe loader
+        from audit.safeio import MAX_YAML_NODES, expanded_size
+
+        if expanded_size(data) > MAX_YAML_NODES:  # libyaml caps nesting; aliases are capped here
+            raise InputError(f"{path}: catalog expands to more than {MAX_YAML_NODES:,} values (an alias bomb)")
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: unreadable catalog ({type(exc).__name__}: {first})") from None

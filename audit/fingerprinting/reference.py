@@ -264,6 +264,9 @@ def load_weight_fingerprint(path: Path) -> Reference:
     """Open a stored weight fingerprint as a comparison side. Raises InputError when unusable."""
     from safetensors import safe_open
 
+    from audit.safeio import regular_file
+
+    regular_file(path, "weight fingerprint")  # a FIFO would block the reader
     try:
         with safe_open(str(path), framework="numpy") as fh:
             meta = json.loads((fh.metadata() or {}).get("provaudit", "{}"))
@@ -274,9 +277,12 @@ def load_weight_fingerprint(path: Path) -> Reference:
             or "anchor_rows" not in arrays:
         schema = meta.get("schema") if isinstance(meta, dict) else None
         raise InputError(f"{path}: not a provaudit weight fingerprint (schema {schema!r})")
+    bad = sorted(k for k, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all())
+    if bad:
+        raise InputError(f"{path}: corrupt weight fingerprint ({bad[0][:100]!r} holds NaN or Inf values)")
     try:
         return _reference(arrays, meta, path.stem)
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         raise InputError(f"{path}: corrupt weight fingerprint ({type(exc).__name__}: {exc})") from None
 
 

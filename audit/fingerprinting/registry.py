@@ -11,15 +11,14 @@ A corrupt entry is reported by name and skipped; it never stops an audit.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from audit.errors import InputError
 from audit.paths import data_dir
+from audit.safeio import MiB, display_path, load_json_object, load_yaml, loads_json, regular_file
 
 
 @dataclass
@@ -70,15 +69,22 @@ def load_registry(extra: list[Path] | None = None, bundled: bool = True, user: b
             for path in sorted((root / sub).glob(pattern)):
                 try:
                     entries.append(loader(path, origin))
-                except Exception as exc:  # a broken entry is reported and skipped
-                    errors.append((str(path), f"{type(exc).__name__}: {exc}"))
+                except Exception as exc:  # noqa: BLE001 - a broken entry is reported and skipped
+                    errors.append((display_path(path), f"{type(exc).__name__}: {str(exc)[:300]}"))
     return Registry(entries, errors)
+
+
+#: Caps on registry entries, checked before anything is parsed (the bundled ones: a few KB, ~90 KB, ~6 MB).
+MAX_ARCH_BYTES = 4 * MiB
+MAX_TOKENIZER_FP_BYTES = 32 * MiB
+MAX_WEIGHTS_FP_BYTES = 256 * MiB
+MAX_STORED_UNITS = 4096  # units a weight fingerprint may hold (128 are stored); Grams are units x units
 
 
 def _architecture_entry(path: Path, origin: str) -> Entry:
     from audit.fingerprinting.arch_schema import validate_architectures
 
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = load_yaml(path, MAX_ARCH_BYTES, "architecture entry")
     problems = validate_architectures(data)
     if problems:
         raise ValueError("; ".join(problems[:3]))
@@ -88,18 +94,46 @@ def _architecture_entry(path: Path, origin: str) -> Entry:
 
 
 def _tokenizer_entry(path: Path, origin: str) -> Entry:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    from audit.fingerprinting.tokenizer_sketch import validate_fingerprint
+
+    data = load_json_object(path, MAX_TOKENIZER_FP_BYTES, "tokenizer entry")
     if data.get("schema") != "provaudit.tokenizer/1" or "sketch" not in data:
-        raise ValueError(f"schema {data.get('schema')!r}, expected provaudit.tokenizer/1 with a sketch")
+        raise ValueError(f"schema {str(data.get('schema'))[:60]!r}, expected provaudit.tokenizer/1 with a sketch")
+    problems = validate_fingerprint(data)
+    if problems:
+        raise ValueError("; ".join(problems[:3]))
     src = data.get("source") or {}
     source = src.get("package") or src.get("model") or str(src)[:60] if isinstance(src, dict) else str(src)
-    return Entry(data["name"], data.get("family", data["name"]), "tokenizer", path, str(source), origin, data)
+    return Entry(data["name"], data.get("family", data["name"]), "tokenizer", path, str(source)[:200], origin, data)
 
 
 def _weights_entry(path: Path, origin: str) -> Entry:
     from audit.fingerprinting.reference import load_weight_fingerprint
 
+    check_weights_entry(path)
     ref = load_weight_fingerprint(path)
     meta = ref.stored
-    return Entry(meta.get("name", path.stem), meta.get("family", "unknown"), "weights", path,
-                 str(meta.get("source", "")), origin, {"reference": ref})
+    name, family = meta.get("name", path.stem), meta.get("family", "unknown")
+    if not isinstance(name, str) or not isinstance(family, str):
+        raise ValueError("name and family must be strings")
+    return Entry(name, family, "weights", path, str(meta.get("source", ""))[:200], origin, {"reference": ref})
+
+
+def check_weights_entry(path: Path) -> None:
+    """Refuse a stored weight fingerprint that is not a regular file, is too large, or holds more units than
+    any fingerprint stores (its Grams would be units x units floats), before its arrays are loaded."""
+    from safetensors import safe_open
+
+    st = regular_file(path, "weight fingerprint")
+    if st.st_size > MAX_WEIGHTS_FP_BYTES:
+        raise InputError(f"{display_path(path)}: {st.st_size:,} bytes, more than a weight fingerprint may have")
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            shape = fh.get_slice("units").get_shape() if "units" in fh.keys() else []
+            meta = (fh.metadata() or {}).get("provaudit", "")
+    except Exception as exc:  # noqa: BLE001 - a corrupt header, whatever the library raises
+        raise InputError(f"{display_path(path)}: unreadable weight fingerprint ({type(exc).__name__})") from None
+    if len(shape) != 1 or not 0 < shape[0] <= MAX_STORED_UNITS:
+        raise InputError(f"{display_path(path)}: units of shape {list(shape)[:4]}, expected at most "
+                         f"{MAX_STORED_UNITS} unit ids")
+    loads_json(meta or "{}", path)  # the metadata: bounded depth and numbers

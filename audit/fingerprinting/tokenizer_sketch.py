@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import math
 import random
 import re
@@ -62,6 +61,8 @@ from typing import Any
 import numpy as np
 
 from audit.checkpoint.model import TokenizerData
+from audit.errors import InputError
+from audit.safeio import MiB, load_json
 
 SCHEMA = "provaudit.tokenizer/1"
 SKETCH_K = 4096
@@ -208,22 +209,27 @@ def validate_fingerprint(fp: Any) -> list[str]:
         else:
             try:
                 arr = _from_hex(values)
-            except (TypeError, ValueError):
-                problems.append("sketch values are not hex strings")
+            except (TypeError, ValueError, OverflowError):
+                problems.append("sketch values are not 64-bit hex strings")
             else:
                 if len(arr) != len(values):
                     problems.append("sketch values are not unique")
+        for key in ("k", "n"):
+            if key in sk and (not isinstance(sk[key], int) or isinstance(sk[key], bool) or not 0 <= sk[key] < 1 << 40):
+                problems.append(f"sketch.{key} is not a count")
     elif "sketch" in fp:
         problems.append("sketch is not an object")
     distinct = fp.get("distinct", {})
     try:
         for d in distinct.values():
             _from_hex(d["values"])
-            int(d["n"])
-    except (AttributeError, KeyError, TypeError, ValueError):
+            if not isinstance(d["n"], int) or isinstance(d["n"], bool):
+                raise TypeError("n")
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
         problems.append("distinct lists are malformed")
-    if "family" in fp and not isinstance(fp.get("family"), str):
-        problems.append("family is not a string")
+    for key in ("name", "family"):
+        if key in fp and not isinstance(fp.get(key), str):
+            problems.append(f"{key} is not a string")
     return problems
 
 
@@ -233,8 +239,8 @@ def load_fingerprint_dir(folder: Path) -> tuple[list[dict[str, Any]], list[tuple
     errors: list[tuple[str, str]] = []
     for path in sorted(Path(folder).glob("*.json")):
         try:
-            fp = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            fp = load_json(path, 32 * MiB, "tokenizer fingerprint")
+        except InputError as exc:
             errors.append((path.name, f"unreadable: {exc}"))
             continue
         problems = validate_fingerprint(fp)
@@ -259,9 +265,11 @@ def read_tokenizer_meta(path: Path) -> dict[str, str | None]:
             return {"model": found.get("tokenizer.ggml.model"), "pre": found.get("tokenizer.ggml.pre")}
         tj = path / "tokenizer.json" if path.is_dir() else path
         if tj.name == "tokenizer.json" and tj.is_file():
-            model = json.loads(tj.read_text(encoding="utf-8")).get("model") or {}
-            return {"model": model.get("type") if isinstance(model, dict) else None, "pre": None}
-    except (OSError, ValueError, KeyError, AttributeError, struct.error):  # unreadable metadata: unknown ids
+            data = load_json(tj, 128 * MiB, "tokenizer file")
+            model = (data.get("model") or {}) if isinstance(data, dict) else {}
+            mtype = model.get("type") if isinstance(model, dict) else None
+            return {"model": mtype[:100] if isinstance(mtype, str) else None, "pre": None}
+    except (OSError, ValueError, KeyError, AttributeError, struct.error, InputError):  # unknown ids
         pass
     return {"model": None, "pre": None}
 

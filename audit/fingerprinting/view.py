@@ -30,6 +30,7 @@ class ModelView:
     _cached_bytes: int = field(init=False, default=0, repr=False)
 
     def __post_init__(self) -> None:
+        self.ckpt.sanitize = True  # the comparison sees finite rows only; NaN/Inf rows are counted in ckpt.quality
         self.roles = assign_roles(self.ckpt.tensors)
         self.arch = architecture(self.ckpt, self.roles)
         self.roles = split_fused(self.ckpt, self.roles)  # fused qkv / gate_up -> virtual q/k/v, gate/up parts

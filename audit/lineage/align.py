@@ -44,6 +44,11 @@ class Alignment:
 
 
 def _standardize(x: np.ndarray) -> np.ndarray:
+    """Columns z-scored; NaN entries (units with no finite weights in a feature) become the column mean."""
+    if np.isnan(x).any():
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(x, axis=0, keepdims=True)
+        x = np.where(np.isnan(x), np.nan_to_num(mean), x)
     x = x - x.mean(axis=0, keepdims=True)
     sd = x.std(axis=0, keepdims=True)
     return x / np.where(sd > 0, sd, 1.0)
@@ -81,7 +86,10 @@ def align_hidden(cand: Reference | ModelView, ref: Reference | ModelView, seed: 
     has_embed = cand.view is None or cand.view.embed_name() is not None
     if len(ci) >= MIN_ANCHORS and has_embed and ref.vocab_rows:
         ec, er = cand.embedding_rows(ci), ref.embedding_rows(ri)
-        corr = _standardize(ec).T @ _standardize(er) / len(ci)
+        live = np.any(ec != 0, axis=1) & np.any(er != 0, axis=1)  # NaN/Inf rows were zeroed when read: leave out
+        if not live.all() and int(live.sum()) >= MIN_ANCHORS:
+            ec, er = ec[live], er[live]
+        corr = _standardize(ec).T @ _standardize(er) / len(ec)
         method = "embedding-anchors"
     elif ref.view is not None and cand.view is not None:
         corr = _signature_similarity(cand.view, ref.view)
@@ -119,7 +127,7 @@ def _signatures(view: ModelView, columns: bool = False) -> dict[str, np.ndarray]
     """role/side -> mean over layers of the log norms of the hidden units' weights: rows of the row-readable
     weights (read in blocks), or with `columns`, every weight's hidden side (each read whole)."""
     sums: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
+    counts: dict[str, np.ndarray] = {}
     for layer in view.roles.layers():
         for role, name, side in weight_sides(view, layer, columns):
             if (role, name, side) in view.row_weights(layer):
@@ -129,11 +137,18 @@ def _signatures(view: ModelView, columns: bool = False) -> dict[str, np.ndarray]
                                                        axis=1) for i in range(0, rows, step)])
             else:
                 norms = np.linalg.norm(view.matrix(name), axis=0 if side == "in" else 1)
-            key = f"{role}:{side}"
-            sums[key] = sums.get(key, 0) + np.log(norms + 1e-12)
-            counts[key] = counts.get(key, 0) + 1
+            _add(sums, counts, f"{role}:{side}", norms, 1e-12)
         for role, name in view.layer_norms(layer):
-            key = f"{role}:norm"
-            sums[key] = sums.get(key, 0) + np.log(np.abs(view.ckpt.read(name)) + 1e-6)
-            counts[key] = counts.get(key, 0) + 1
-    return {k: sums[k] / counts[k] for k in sums}
+            _add(sums, counts, f"{role}:norm", np.abs(view.ckpt.read(name)), 1e-6)
+    with np.errstate(all="ignore"):
+        return {k: np.where(counts[k] > 0, sums[k] / np.maximum(counts[k], 1), np.nan) for k in sums}
+
+
+def _add(sums: dict[str, np.ndarray], counts: dict[str, np.ndarray], key: str, values: np.ndarray,
+         eps: float) -> None:
+    """Add log(values + eps) of one layer to a unit signature; exact zeros (rows that were NaN/Inf or zero:
+    no evidence) are left out of that unit's mean."""
+    ok = values > 0
+    logs = np.where(ok, np.log(np.where(ok, values, 1.0) + eps), 0.0)
+    sums[key] = sums.get(key, 0) + logs
+    counts[key] = counts.get(key, 0) + ok.astype(np.int64)

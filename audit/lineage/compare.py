@@ -126,6 +126,12 @@ def compare_views(cand: ModelView | Reference, ref: ModelView | Reference, seed:
     columns = not (c.kinds() & r.kinds())
     gc = c.grams(align.cand_dims[pick], align.signs[pick], tick, columns)
     gr = r.grams(align.ref_dims[pick], None, tick, columns)
+    had = bool(gc.keys) and bool(gr.keys)
+    gc, gr, pick = _finite_units(gc, gr, pick)
+    m = len(pick)
+    if m < 8 or (had and not (gc.keys and gr.keys)):
+        raise NothingComparable(f"{c.name} and {r.name} have nothing comparable: too few hidden units or weights "
+                                "hold finite, non-zero values (NaN, Inf and zero rows are left out)")
     if not len(gc.keys) or not len(gr.keys):
         raise NothingComparable(f"{c.name} and {r.name} have nothing comparable: no hidden-space weights")
     by_role = c.scheme != "structural" and r.scheme != "structural"
@@ -195,6 +201,35 @@ def compare_views(cand: ModelView | Reference, ref: ModelView | Reference, seed:
                 cmp.operations.append(_op(Operation.UPCYCLING, up.detail))
     cmp.seconds = time.perf_counter() - t0
     return cmp
+
+
+def _live(g: LayerGrams) -> tuple[LayerGrams, np.ndarray]:
+    """Drop the weights whose rows are mostly zero (NaN/Inf rows are zeroed when read, so they show here as zero
+    rows: a cosine Gram's diagonal is 0 for them, 1 otherwise); return the rest and the units alive in all."""
+    if not len(g.keys):
+        return g, np.ones(g.grams.shape[-1], dtype=bool)
+    diag = np.diagonal(g.grams, axis1=1, axis2=2) > 0.5  # (N, m)
+    keep = diag.mean(axis=1) >= 0.5
+    if not keep.all():
+        g = LayerGrams([k for k, ok in zip(g.keys, keep.tolist(), strict=True) if ok], g.grams[keep], g.norms)
+        diag = diag[keep]
+    alive: np.ndarray = np.asarray(diag.all(axis=0)) if len(diag) else np.ones(g.grams.shape[-1], dtype=bool)
+    return g, alive
+
+
+def _finite_units(gc: LayerGrams, gr: LayerGrams, pick: np.ndarray) -> tuple[LayerGrams, LayerGrams, np.ndarray]:
+    """The Grams restricted to the hidden units whose rows are finite and non-zero in both models (the rest
+    carries no evidence), with weights that are mostly zero left out."""
+    gc, live_c = _live(gc)
+    gr, live_r = _live(gr)
+    live = live_c & live_r
+    if live.all():
+        return gc, gr, pick
+
+    def cut(g: LayerGrams) -> LayerGrams:
+        return LayerGrams(g.keys, g.grams[:, live][:, :, live], {k: v[:, live] for k, v in g.norms.items()})
+
+    return cut(gc), cut(gr), pick[live]
 
 
 def _pick_units(c: Reference, r: Reference, align: Alignment, rng: np.random.Generator,
@@ -562,6 +597,10 @@ def _row_permutations(cand: ModelView, ref: ModelView, cmp: Comparison, align: A
         if a.shape != b.shape:
             continue
         cols = np.sort(rng.choice(a.shape[0], min(MAX_TESTED_NEURONS, a.shape[0]), replace=False))
+        live = np.any(a[cols] != 0, axis=1) & np.any(b[cols] != 0, axis=1)  # zero (or NaN, zeroed) columns: no evidence
+        if int(live.sum()) < 8:
+            continue
+        cols = cols[live]
         a = a[cols]
         a, b = zscore_rows(a), zscore_rows(b)
         fixed = float((np.argmax(a @ b.T, axis=1) == cols).mean())

@@ -1,15 +1,19 @@
 """Run probe suites on a backend: n seeded samples per prompt, every exchange recorded, detectors applied,
-claims counted per vendor, flags decided. Errors of single probes are recorded, never fatal."""
+claims counted per vendor, flags decided. Errors of single probes are recorded, never fatal.
+
+A backend that batches internally (`batches_internally`, local models) gets every prompt of the run in one
+generate call (it decodes prompts x samples `batch_size` rows at a time); others get `batch_size` prompts
+per call, suite by suite."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from audit.probing import flags as flagging
-from audit.probing.backends.base import Backend, Generation, sample_seeds
+from audit.probing.backends.base import Backend, BatchingBackend, Generation, sample_seeds
 from audit.probing.detectors import Boilerplate, Lexicon, default_boilerplate, default_lexicon, run_detectors
 from audit.probing.suite import Probe, Suite
 
@@ -25,7 +29,7 @@ class ProbeSettings:
     max_new_tokens: int = 160
     temperature: float = 0.7
     seed: int = 0
-    batch_size: int = 8
+    batch_size: int = 64
     declared: tuple[str, ...] = field(default_factory=tuple)
 
     def as_dict(self) -> dict[str, Any]:
@@ -56,8 +60,10 @@ def run_probes(backend: Backend, suites: list[Suite], settings: ProbeSettings | 
     log = EventLog()
     log("run.start", suites=[s.name for s in suites], samples=settings.samples)
     blocks, everything, prompts = [], [], {}
-    for suite in suites:
-        responses = _run_suite(backend, suite, settings, lexicon, boilerplate, log, progress)
+    answers = _generate_run(backend, suites, settings, log, progress) \
+        if getattr(backend, "batches_internally", False) else [None] * len(suites)
+    for suite, gens in zip(suites, answers, strict=True):
+        responses = _run_suite(backend, suite, settings, lexicon, boilerplate, log, progress, gens)
         everything += responses
         prompts.update({(suite.name, p.id): _prompt_text(p) for p in suite.probes})
         blocks.append(_suite_block(suite, responses))
@@ -88,33 +94,54 @@ def _prompt_text(probe: Probe) -> str:
     return "\n".join(f"[{role}] {text}" if role != "user" else text for role, text in probe.messages)
 
 
-def _run_suite(backend: Backend, suite: Suite, settings: ProbeSettings, lexicon: Lexicon,
-               boilerplate: Boilerplate, log: EventLog, progress: Progress | None) -> list[dict[str, Any]]:
-    log("suite.start", suite=suite.name, probes=len(suite.probes))
+def _generate_run(backend: Backend, suites: list[Suite], settings: ProbeSettings, log: EventLog,
+                  progress: Progress | None) -> list[list[list[Generation]] | None]:
+    """Every prompt of every suite in one call to a backend that batches internally; per suite, the answers."""
+    probes = [p for s in suites for p in s.probes]
     if progress is not None:
+        progress.start(f"probing: {', '.join(s.name for s in suites)}", len(probes))
+    tick = (lambda _i: progress.tick()) if progress is not None else None
+    log("generate.start", prompts=len(probes), samples=settings.samples)
+    gens = _generate(cast(BatchingBackend, backend), probes, settings, log, "+".join(s.name for s in suites),
+                     on_prompt_done=tick)
+    log("generate.done", prompts=len(probes))
+    out: list[list[list[Generation]] | None] = []
+    for suite in suites:
+        out.append(gens[:len(suite.probes)])
+        gens = gens[len(suite.probes):]
+    return out
+
+
+def _run_suite(backend: Backend, suite: Suite, settings: ProbeSettings, lexicon: Lexicon,
+               boilerplate: Boilerplate, log: EventLog, progress: Progress | None,
+               answers: list[list[Generation]] | None = None) -> list[dict[str, Any]]:
+    """Answers (generated here batch by batch unless given) of one suite, with the detectors' findings."""
+    log("suite.start", suite=suite.name, probes=len(suite.probes))
+    if progress is not None and answers is None:
         progress.start(f"probing: {suite.name}", len(suite.probes))
     seeds = sample_seeds(settings.seed, settings.samples)
     out: list[dict[str, Any]] = []
     probes = list(suite.probes)
-    for i in range(0, len(probes), max(1, settings.batch_size)):
-        batch = probes[i:i + settings.batch_size]
-        gens = _generate(backend, batch, settings, log, suite.name)
+    step = max(1, len(probes) if answers is not None else settings.batch_size)
+    for i in range(0, len(probes), step):
+        batch = probes[i:i + step]
+        gens = answers if answers is not None else _generate(backend, batch, settings, log, suite.name)
         for probe, samples in zip(batch, gens, strict=True):
             for j, gen in enumerate(samples):
                 out.append(_score(suite.name, probe, j, seeds[j], gen, lexicon, boilerplate, log))
-            if progress is not None:
+            if progress is not None and answers is None:
                 progress.tick()
     log("suite.done", suite=suite.name, answers=len(out), errors=sum(r["error"] is not None for r in out))
     return out
 
 
 def _generate(backend: Backend, batch: list[Probe], settings: ProbeSettings, log: EventLog,
-              suite: str) -> list[list[Generation]]:
+              suite: str, **extra: Any) -> list[list[Generation]]:
     """Ask the backend for one batch; a crash or a malformed result becomes per-probe errors."""
     ids = [p.id for p in batch]
     try:
         gens = backend.generate([p.message_list() for p in batch], settings.max_new_tokens,
-                                settings.temperature, settings.seed, settings.samples)
+                                settings.temperature, settings.seed, settings.samples, **extra)
         if len(gens) != len(batch) or any(len(g) != settings.samples for g in gens):
             raise ValueError(f"backend returned {[len(g) for g in gens]} samples for {len(batch)} prompts")
     except Exception as exc:  # noqa: BLE001 - recorded per probe, the run goes on

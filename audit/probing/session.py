@@ -26,13 +26,16 @@ if TYPE_CHECKING:
     from audit.checkpoint.progress import Progress
 
 
-def local_backend(model: str, device: str = "auto", batch_size: int = 8) -> Backend:
+def local_backend(model: str, device: str = "auto", batch_size: int = 64) -> Backend:
     """The transformers backend on a local checkpoint (InputError when it cannot be loaded)."""
-    try:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError:
-        raise InputError("probing a local model needs torch and transformers: pip install 'provaudit[ml]'") from None
+    from importlib.util import find_spec
+
+    try:  # found, not imported: the backend sets thread options before torch loads
+        missing = find_spec("torch") is None or find_spec("transformers") is None
+    except (ImportError, ValueError):
+        missing = True
+    if missing:
+        raise InputError("probing a local model needs torch and transformers: pip install 'provaudit[ml]'")
     from audit.probing.backends import create_backend
 
     return create_backend("transformers", model=model, device=device, batch_size=batch_size)

@@ -13,6 +13,7 @@ from pydantic import TypeAdapter
 from audit.errors import InputError
 from audit.paths import data_dir
 from audit.probing.schema import PROBE_FILE, AnyProbeFile, SuiteFile, check
+from audit.safeio import MiB, decode_utf8, display_path, loads_yaml, read_bytes
 
 Messages = list[dict[str, str]]
 SUITE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -85,29 +86,33 @@ def _load(path: Path, kind: str | None, raw: bytes | None = None) -> tuple[dict[
     return data, model
 
 
+#: Largest probe data file read (the bundled ones are a few KB to ~100 KB).
+MAX_SUITE_BYTES = 8 * MiB
+
+
 def _read_bytes(path: Path) -> bytes:
+    """A bounded regular file (FIFOs, devices and folders refused)."""
     try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise SuiteError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise SuiteError(f"{path}: cannot read: {exc}") from None
+        return read_bytes(Path(path), MAX_SUITE_BYTES, "file")
+    except SuiteError:
+        raise
+    except InputError as exc:
+        raise SuiteError(str(exc)) from None
 
 
 def _read_yaml(path: Path, raw: bytes | None = None) -> Any:
-    import yaml
+    """Safe YAML with depth, alias and size limits (an alias bomb or 100,000 levels are one-line errors)."""
+    import re
 
     try:
-        text = (_read_bytes(path) if raw is None else raw).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SuiteError(f"{path}: cannot read: {exc}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SuiteError(f"{path}: not valid YAML{where}: {problem}") from None
+        return loads_yaml(decode_utf8(_read_bytes(path) if raw is None else raw, path), path)
+    except SuiteError:
+        raise
+    except InputError as exc:
+        syntax = re.search(r": not usable YAML \((.*) at line (\d+)\)$", str(exc))
+        if syntax:  # the wording suite errors have always had
+            raise SuiteError(f"{display_path(path)}: not valid YAML (line {syntax[2]}): {syntax[1]}") from None
+        raise SuiteError(str(exc)) from None
 
 
 def suite_from_model(spec: SuiteFile, source: str, sha256: str) -> Suite:

@@ -62,13 +62,10 @@ def strings_file() -> Path:
 
 def load_probe_strings(path: Path | None = None) -> list[str]:
     """The probe strings of a ``kind: tokenizer-strings`` file, in file order; InputError if the file is unusable."""
-    import yaml
+    from audit.safeio import MiB, load_yaml
 
     path = Path(path) if path is not None else strings_file()
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InputError(f"{path}: unreadable probe strings ({exc})") from exc
+    data = load_yaml(path, 8 * MiB, "probe strings file")  # bounded, safe; one-line InputError
     if not isinstance(data, dict) or data.get("kind") != STRINGS_KIND or not isinstance(data.get("strings"), list):
         raise InputError(f"{path}: not a '{STRINGS_KIND}' file (needs kind: {STRINGS_KIND} and a list 'strings')")
     out: list[str] = []

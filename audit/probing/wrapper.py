@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from audit.paths import data_dir
+from audit.safeio import load_yaml
 
 
 def tokenizer_vendors() -> dict[str, str]:
-    data = yaml.safe_load((data_dir("probes") / "tokenizer-vendors.yaml").read_text(encoding="utf-8"))
-    return {str(k): str(v) for k, v in (data.get("vendors") or {}).items()}
+    data = load_yaml(data_dir("probes") / "tokenizer-vendors.yaml", what="tokenizer vendors file")
+    vendors = data.get("vendors") if isinstance(data, dict) else None
+    return {str(k): str(v) for k, v in vendors.items()} if isinstance(vendors, dict) else {}
 
 
 def wrapper_flag(inference: dict[str, Any], declared_vendors: list[str], claimed_vendors: list[str],

@@ -15,7 +15,7 @@ from audit.record.models import SCHEMA, Record
 SCHEMA_V1 = "provaudit.record/1"
 KNOWN_SCHEMAS = (SCHEMA, SCHEMA_V1)
 SCHEMA_ID = "https://provaudit.dev/schema/record-2.json"
-MAX_RECORD_BYTES = 512 * 1024 * 1024
+MAX_RECORD_BYTES = 16 * 1024 * 1024  # ~250x the largest record seen (a probe run: ~60 KB); parsed: < 1 GB
 
 
 def json_schema() -> dict[str, Any]:
@@ -92,7 +92,10 @@ def parse_record(data: Any, source: str = "record") -> Record:
         raise InputError(f"{source}: unknown record schema {str(schema)[:80]!r} (this provaudit reads "
                          f"{', '.join(KNOWN_SCHEMAS)})")
     if schema == SCHEMA_V1:
-        data = upgrade_v1(data)
+        try:
+            data = upgrade_v1(data)
+        except (TypeError, AttributeError, ValueError) as exc:  # a field of the wrong type for /1
+            raise InputError(f"{source}: malformed record: a /1 field of the wrong type ({exc})") from None
     try:
         return Record.model_validate(data)
     except ValidationError as exc:
@@ -101,27 +104,40 @@ def parse_record(data: Any, source: str = "record") -> Record:
 
 
 def load_record(path: str) -> Record:
-    """Read a record file ('-' for stdin)."""
+    """Read a record file ('-' for stdin): a regular file of at most 512 MiB, JSON at most 64 levels deep, no
+    number beyond 2^63 (the record's counts and sizes all fit), then validated against the models."""
     import sys
 
+    from audit.safeio import display_path, loads_json, read_bytes
+
+    if path == "-":
+        data = sys.stdin.buffer.read(MAX_RECORD_BYTES + 1)
+        if len(data) > MAX_RECORD_BYTES:
+            raise InputError(f"-: larger than {MAX_RECORD_BYTES >> 20} MiB; not a provaudit record")
+    else:
+        data = read_bytes(Path(path), MAX_RECORD_BYTES, "file")
     try:
-        if path == "-":
-            text = sys.stdin.read(MAX_RECORD_BYTES + 1)
-        else:
-            p = Path(path)
-            if not p.is_file():
-                raise InputError(f"{path}: no such file" if not p.exists() else f"{path}: not a regular file")
-            if p.stat().st_size > MAX_RECORD_BYTES:
-                raise InputError(f"{path}: larger than {MAX_RECORD_BYTES >> 20} MiB; not a provaudit record")
-            text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the record ({type(exc).__name__})") from None
-    if len(text) > MAX_RECORD_BYTES:
-        raise InputError(f"{path}: larger than {MAX_RECORD_BYTES >> 20} MiB; not a provaudit record")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
-    except RecursionError:
-        raise InputError(f"{path}: JSON nested too deeply") from None
-    return parse_record(data, path)
+        decoded = loads_json(data, path)
+    except InputError as exc:  # the wording record errors have always had
+        raise InputError(str(exc).replace(": not valid JSON (", ": not JSON (", 1)) from None
+    where = display_path(path)
+    _check_ints(decoded, where)
+    return parse_record(decoded, where)
+
+
+MAX_INT = 1 << 63
+
+
+def _check_ints(data: Any, where: str) -> None:
+    """InputError for an integer no count, size or seed of a record can reach (|n| >= 2^63): rendering it
+    as a float would overflow."""
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, int) and not isinstance(node, bool) and abs(node) >= MAX_INT:
+            raise InputError(f"{where}: malformed record: the number {str(node)[:20]}... ({len(str(abs(node)))} "
+                             "digits) is larger than any count or size a record holds")

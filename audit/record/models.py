@@ -12,11 +12,28 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from audit.record.names import CommandName, EdgeRule, FlagKind, Label, Operation, Relation, StatisticName
+from audit.record.names import (
+    ClaimFlag,
+    ClaimKind,
+    CommandName,
+    EdgeRule,
+    FlagKind,
+    Label,
+    LicenceStatus,
+    Operation,
+    Relation,
+    StatisticName,
+    TraceStatisticName,
+    TraceVerdict,
+)
 
 SCHEMA: Literal["provaudit.record/2"] = "provaudit.record/2"
 
 Number = int | float
+#: Most layers a record may describe (num_layers, reference_layers, layer-map rows and indices): far above the
+#: ~130 blocks of the deepest published models, low enough that a report never allocates without bound.
+MAX_LAYERS = 10_000
+LayerIndex = Annotated[int, Field(ge=0, lt=MAX_LAYERS)]
 
 
 class Section(BaseModel):
@@ -75,7 +92,7 @@ class Architecture(Section):
     rope_theta: Number | None = None
     norm_eps: Number | None = None
     max_position_embeddings: Number | None = None
-    num_layers: int = 0
+    num_layers: Annotated[int, Field(ge=0, le=MAX_LAYERS)] = 0
     vocab_size: Number | None = None
     tied_embeddings: bool | None = None
     parameters: int | None = None
@@ -202,7 +219,7 @@ class Verdict(Section):
     references_checked: int | None = Field(default=None, description="N in 'no derivation from any of N'")
 
 
-LayerRow = tuple[int, int | None, float]
+LayerRow = tuple[LayerIndex, LayerIndex | None, float]
 
 
 class UpdateShape(Section):
@@ -243,10 +260,11 @@ class Comparison(Section):
 
     reference: str
     statistics: list[Statistic]
-    layer_map: list[LayerRow] = Field(description="[candidate layer, matched reference layer or null, similarity]")
+    layer_map: list[LayerRow] = Field(max_length=MAX_LAYERS,
+                                      description="[candidate layer, matched reference layer or null, similarity]")
     layer_log10_p: list[float] = Field(default_factory=list, description="per candidate layer, Bonferroni-corrected")
     layer_null: Null | None = None
-    reference_layers: int | None = None
+    reference_layers: Annotated[int, Field(ge=0, le=MAX_LAYERS)] | None = None
     alignment: Alignment | None = None
     tokenizer: TokenizerComparison | None = None
     architecture_match: bool | None = None
@@ -590,7 +608,46 @@ class TokenizerBorrowedFlag(Section):
     evidence: TokenizerBorrowedEvidence
 
 
-AnyFlag = DistillationLeakFlag | WrapperSuspectedFlag | ArchitectureBorrowedFlag | TokenizerBorrowedFlag
+class UnusableWeights(Section):
+    """What one model's weights held that the comparison could not use, over the rows it read."""
+
+    model: str
+    nonfinite: dict[str, int] = Field(default_factory=dict, description="tensor -> rows holding NaN, Inf or |x| > 1e15 among "
+                                      "the rows read (at most 100 tensors listed)")
+    all_zero: list[str] = Field(default_factory=list, description="tensors whose rows read were all zero (at most "
+                                "100 listed)")
+    tensors_nonfinite: int = Field(default=0, description="tensors with NaN or Inf rows, all of them")
+    tensors_all_zero: int = Field(default=0, description="all-zero tensors, all of them")
+    usable: bool = Field(default=True, description="false when nothing read held a finite, non-zero value")
+
+
+class NonFiniteWeightsEvidence(Section):
+    models: list[UnusableWeights] = Field(description="the audited model and the references that hold such tensors")
+
+
+class NonFiniteWeightsFlag(Section):
+    kind: Literal[FlagKind.NON_FINITE_WEIGHTS] = FlagKind.NON_FINITE_WEIGHTS
+    detail: str
+    evidence: NonFiniteWeightsEvidence
+
+
+class HiddenPromptEvidence(Section):
+    """Why a hidden system prompt is suspected (the trace section's hidden_prompt has the full evidence)."""
+
+    reference: str = Field(description="the reference whose tokenizer and chat template the billing was read with")
+    hidden_tokens: float | None = Field(default=None, description="estimated hidden prompt tokens")
+    hidden_tokens_se: float | None = None
+    extracted: str | None = Field(default=None, description="excerpt of a prompt-extraction answer that fits")
+
+
+class HiddenPromptSuspectedFlag(Section):
+    kind: Literal[FlagKind.HIDDEN_PROMPT_SUSPECTED] = FlagKind.HIDDEN_PROMPT_SUSPECTED
+    detail: str
+    evidence: HiddenPromptEvidence
+
+
+AnyFlag = (HiddenPromptSuspectedFlag | DistillationLeakFlag | WrapperSuspectedFlag | ArchitectureBorrowedFlag | TokenizerBorrowedFlag
+           | NonFiniteWeightsFlag)
 Flag = Annotated[AnyFlag, Field(discriminator="kind")]
 
 
@@ -627,6 +684,208 @@ class AdapterInfo(Section):
     summary: str = Field(default="", description="one plain sentence")
 
 
+# ---------------------------------------------------------------- claims against evidence
+
+
+class ClaimSource(Section):
+    """Where a declaration was read: a file and line or metadata key, the command line, or a manifest row."""
+
+    file: str = Field(description="README.md, config.json, LICENSE, 'GGUF metadata', 'safetensors metadata', "
+                      "'command line', 'manifest' ...")
+    key: str | None = Field(default=None, description="front-matter key, JSON field or metadata key")
+    line: int | None = Field(default=None, description="1-based line in the file")
+    text: str = Field(default="", description="the declaration as written (at most 300 characters)")
+
+
+class DeclaredClaim(Section):
+    """One thing the model, its files or the user declares about its origin, base, licence or maker."""
+
+    kind: ClaimKind
+    value: str = Field(description="normalised: origin 'original' | 'derived'; base a Hub id or model name; "
+                       "relation a Relation value; license a licence id (apache-2.0, llama3.1, ...)")
+    source: ClaimSource
+    language: str | None = Field(default=None, description="en | zh for prose claims")
+
+
+class ClaimFinding(Section):
+    """A claim side by side with what the weights show, and the flag that follows."""
+
+    flag: ClaimFlag
+    claim: str = Field(description="what is claimed, in plain words ('trained from scratch'; 'no base "
+                       "declared'; 'fine-tuned from Qwen/Qwen2.5-7B')")
+    measured: str = Field(description="what the weights show, in plain words")
+    claims: list[DeclaredClaim] = Field(default_factory=list, description="the declarations behind the claim")
+    evidence: str = Field(default="", description="the measurement it rests on (verdict, parent, p-value)")
+    settle: str | None = Field(default=None, description="what would settle an unverified or uncheckable claim")
+
+
+class LicenceObligation(Section):
+    """One clause of a parent's licence that binds a derivative, and how the files stand against it."""
+
+    clause: str = Field(description="clause id: attribution, naming, user-threshold, acceptable-use, "
+                        "relicensing, notice, ...")
+    text: str = Field(description="what the clause requires, in plain words")
+    status: LicenceStatus
+    detail: str = Field(default="", description="why the status: what the files show")
+
+
+class LicenceFinding(Section):
+    """The licence a derivative inherits from its parent, and whether its declared licence and name fit it.
+    Findings to check with counsel, not legal advice."""
+
+    parent: str = Field(description="the model whose licence binds (measured parent, or the declared base)")
+    basis: Literal["measured", "declared"] = Field(description="measured: the weights show the parent; "
+                                                   "declared: only the model's own declaration names it")
+    parent_licence: str | None = Field(default=None, description="licence id of the parent (null: unknown)")
+    licence_name: str | None = None
+    url: str | None = Field(default=None, description="where the licence text is published")
+    declared_licence: str | None = Field(default=None, description="the licence the model declares")
+    compatible: bool | None = Field(default=None, description="the declared licence is one the parent's licence "
+                                    "allows for a derivative; null when unknown")
+    obligations: list[LicenceObligation] = Field(default_factory=list)
+    summary: str = ""
+
+
+class ClaimsSection(Section):
+    """Claims vs evidence: what the model declares about itself, what the weights show, and the licence it
+    inherits. Present on every audit and compare."""
+
+    declared: list[DeclaredClaim] = Field(default_factory=list)
+    findings: list[ClaimFinding] = Field(default_factory=list)
+    licences: list[LicenceFinding] = Field(default_factory=list)
+    sources_read: list[str] = Field(default_factory=list, description="files and metadata read for declarations")
+    notes: list[str] = Field(default_factory=list, description="declaration files that could not be used, and why "
+                             "(malformed front matter, a file over its size cap, not a regular file)")
+    summary: str = Field(default="", description="one plain sentence")
+
+
+# ---------------------------------------------------------------- black-box lineage (provaudit trace)
+
+
+class TraceNull(Section):
+    """What a trace statistic is tested against. exact: enumerated or closed-form under `assumption`;
+    empirical: n random draws (p >= 1/(n+1)); tolerance: a decision by a stated bound, no p-value."""
+
+    method: Literal["exact", "empirical", "tolerance"]
+    kind: str = Field(description="how the null was built")
+    n: int | None = Field(default=None, description="relabellings, draws, prompts or tokens")
+    assumption: str = Field(description="what the p-value (or the tolerance) assumes")
+
+
+class TraceStatistic(Section):
+    name: TraceStatisticName
+    test: Literal["same-model", "derived-from"]
+    value: float
+    null: TraceNull
+    p_value: float | None = Field(default=None, description="None for a tolerance decision")
+    p_holm: float | None = Field(default=None, description="Holm-adjusted over the references")
+    rejected: bool | None = Field(default=None, description="H0 rejected at alpha (after Holm), or beyond tolerance")
+    detail: str = ""
+
+
+class TraceReference(Section):
+    """The trace verdict for one reference model."""
+
+    name: str
+    path: str
+    verdict: TraceVerdict
+    statistics: list[TraceStatistic] = Field(default_factory=list)
+    controls: list[str] = Field(default_factory=list, description="models used as the null of the derived test")
+    requests_needed: int | None = Field(default=None, description="subject requests (prompts in order) after "
+                                        "which the verdict no longer changed")
+    hidden_prompt_retest: bool = Field(default=False, description="the same-model test was repeated with the "
+                                       "extracted system prompt given to the reference")
+    summary: str = ""
+
+
+class TraceBilling(Section):
+    """Billed prompt tokens against the user text's length under a reference's tokenizer (OLS)."""
+
+    reference: str
+    points: int
+    user_tokens: list[int] = Field(default_factory=list)
+    billed: list[int] = Field(default_factory=list)
+    slope: float | None = None
+    slope_se: float | None = None
+    offset: float | None = None
+    offset_se: float | None = None
+    template_overhead: int | None = Field(default=None, description="tokens the reference's template adds "
+                                          "around a user message with no system message (its default included)")
+    template_overhead_system: int | None = Field(default=None, description="tokens it adds around a user message "
+                                                 "and an explicit system message, the system text excluded")
+    excess_tokens: float | None = Field(default=None, description="offset - template_overhead")
+    hidden_tokens: float | None = Field(default=None, description="estimated hidden system prompt tokens "
+                                        "(offset - template_overhead_system), when suspected")
+    hidden_tokens_se: float | None = None
+    tokenizer_matches: bool | None = Field(default=None, description="slope within 0.05 of 1: the endpoint bills "
+                                           "with the reference's tokenizer; otherwise the offset cannot be split")
+    detail: str = ""
+
+
+class TraceExtraction(Section):
+    prompt: str
+    excerpt: str = Field(description="the answer, at most 300 characters")
+    tokens: int | None = Field(default=None, description="its length under the first reference's tokenizer")
+    fits_billing: bool = False
+
+
+class TraceHiddenPrompt(Section):
+    suspected: bool
+    billing: TraceBilling | None = None
+    extraction: list[TraceExtraction] = Field(default_factory=list)
+    candidate: str | None = Field(default=None, description="the extraction answer retested as a system prompt")
+    summary: str = ""
+
+
+class TraceBudget(Section):
+    """What the trace cost at the subject (requests sent, answered from cache, tokens billed)."""
+
+    planned_requests: int
+    planned_tokens: int = Field(description="upper bound: prompt tokens (estimated) + max tokens per request")
+    max_requests: int | None = None
+    requests_sent: int = 0
+    requests_cached: int = 0
+    retries: int = 0
+    prompt_tokens_billed: int = 0
+    completion_tokens_billed: int = 0
+    failed: int = Field(default=0, description="requests that got no usable answer")
+    stopped_at_budget: bool = False
+
+
+class TraceSettings(Section):
+    prompts: int
+    samples: int = Field(description="completions per prompt (1 at temperature 0)")
+    temperature: float
+    top_p: float | None = None
+    max_tokens: int
+    seed: int
+    logprobs_requested: bool
+    alpha: float
+    logprob_tolerance: float
+
+
+class TraceObserved(Section):
+    """What the subject's answers show about the settings it applied."""
+
+    logprobs_returned: bool
+    mean_completion_tokens: float | None = None
+    answered: int = 0
+
+
+class TraceSection(Section):
+    """`provaudit trace`: which reference produced the subject's outputs, with the null of every test."""
+
+    method: str = "provaudit.trace/1"
+    prompts: list[str] = Field(default_factory=list)
+    settings: TraceSettings
+    observed: TraceObserved
+    budget: TraceBudget
+    references: list[TraceReference] = Field(default_factory=list)
+    controls: list[str] = Field(default_factory=list)
+    hidden_prompt: TraceHiddenPrompt
+    summary: str = ""
+
+
 # ---------------------------------------------------------------- the record
 
 
@@ -648,6 +907,8 @@ class Record(Section):
     batch: BatchInfo | None = None
     adapter: AdapterInfo | None = Field(default=None, description="set when the subject is a PEFT adapter")
     merge: MergeInfo | None = Field(default=None, description="set when the subject is a merge of references given")
+    claims: ClaimsSection | None = Field(default=None, description="claims vs evidence (audit and compare)")
+    trace: TraceSection | None = Field(default=None, description="black-box lineage (provaudit trace)")
 
     def to_json_dict(self) -> dict[str, Any]:
         """The record as plain JSON values (what `--json` writes)."""

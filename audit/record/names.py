@@ -104,6 +104,12 @@ class FlagKind(Named):
                          "trained on that model's outputs. This says nothing about its weights.")
     WRAPPER_SUSPECTED = ("wrapper-suspected", "Answers, token counts or quirks match another vendor's model: the "
                          "endpoint may be a wrapper around it.")
+    HIDDEN_PROMPT_SUSPECTED = ("hidden-prompt-suspected", "The endpoint bills more prompt tokens than the "
+                               "reference's chat template accounts for, or its answers shift as a system prompt "
+                               "would: a hidden system prompt is likely. Evidence, not certainty.")
+    NON_FINITE_WEIGHTS = ("non-finite-weights", "Some tensors hold NaN or Inf values (or values beyond 1e15, which "
+                          "overflow), or only zeros. The comparison left those rows out (they carry no evidence); "
+                          "the verdict rests on the rest and says what it could not use.")
 
 
 class StatisticName(Named):
@@ -133,7 +139,38 @@ class CommandName(Named):
     COMPARE = ("compare", "one candidate against one reference checkpoint")
     AUDIT = ("audit", "a candidate against references and the registry, optionally with probes (batch rows too)")
     PROBE = ("probe", "black-box probes only: no weights compared")
+    TRACE = ("trace", "black-box lineage: which reference produced an endpoint's or a model's outputs")
     DEMO = ("demo", "the built-in example audits")
+
+
+class TraceVerdict(Named):
+    """What `provaudit trace` concludes about the subject and one reference, from outputs alone."""
+
+    SAME_MODEL = ("same-model", "The subject's outputs are what the reference itself produces: the same-model "
+                  "test does not reject (or its logprobs match within tolerance) and the subject is closer to the "
+                  "reference than to the controls. A relay of the reference, possibly behind a hidden prompt.")
+    DERIVED = ("derived", "The subject is closer to the reference than the control models are, but its outputs "
+               "are not the reference's own: a fine-tune or other modification of the reference.")
+    UNRELATED = ("unrelated", "The subject's outputs are not the reference's and are no closer to it than to "
+                 "the control models.")
+    INCONCLUSIVE = ("inconclusive", "Too little evidence, or evidence that two explanations fit (a hidden "
+                    "system prompt or a fine-tune); the summary says which and what would settle it.")
+
+
+class TraceStatisticName(Named):
+    """The statistics of `provaudit trace`, each with its null."""
+
+    LOGPROB_GAP = ("logprob-gap", "median |log p_subject - log p_reference| over the subject's tokens, from the "
+                   "logprobs the endpoint returns against the reference's teacher-forced ones; the same weights "
+                   "give numerical noise only (decided by a stated tolerance, no p-value)")
+    SAMPLE_LIKELIHOOD = ("sample-likelihood", "mean per-token log-likelihood under the reference of the "
+                         "subject's completions minus that of the reference's own completions at the same "
+                         "settings; permutation null within prompts (same model: exchangeable)")
+    GREEDY_MATCH = ("greedy-match", "share of prompts whose temperature-0 completion equals the reference's "
+                    "greedy completion (evidence beside the p-values; first divergences in the detail)")
+    CLOSER_THAN_CONTROLS = ("closer-than-controls", "share of prompts on which the reference explains the "
+                            "subject's completions better (fewer bits per byte) than a control model does; "
+                            "exact sign test, the largest p over the controls")
 
 
 class EdgeRule(Named):
@@ -157,6 +194,55 @@ class Relation(Named):
     ADAPTER = ("adapter", "a PEFT adapter (LoRA, DoRA): low-rank factors that are added to some of the base's "
                "weights, not a model on its own; it runs only on the base it was trained for, so its shapes must "
                "fit that base")
+    FINETUNE = ("finetune", "trained further from the base's weights (SFT, RLHF, continued pretraining, a merged "
+                "LoRA): the base's weights carried over in place")
+    QUANTIZED = ("quantized", "the base's weights stored at lower precision (GGUF, GPTQ, AWQ, bitsandbytes), "
+                 "otherwise unchanged")
+    MERGE = ("merge", "the weights of two or more models combined (linear, SLERP, TIES, passthrough)")
+
+
+class ClaimKind(Named):
+    """What a declaration says about where the model came from (model card, metadata, files, or the user)."""
+
+    ORIGIN = ("origin", "how the model was made, in the maker's words: `original` (trained from scratch, "
+              "self-developed, 自主研发, 从零训练) or `derived` (fine-tuned, built on another model)")
+    BASE = ("base", "the model it declares it was made from (card base_model, GGUF general.base_model.N, "
+            "'based on Llama', --claim 'fine-tuned from X')")
+    RELATION = ("relation", "how it declares it relates to that base (base_model_relation: adapter, merge, "
+                "quantized, finetune)")
+    LICENSE = ("license", "the licence it is published under (card license, GGUF general.license, LICENSE "
+               "file, --declared-license)")
+    NAME = ("name", "the name it is published under (GGUF general.name, the card's model name)")
+    VENDOR = ("vendor", "the organisation it names as its maker (GGUF general.organization, chat template, "
+              "special tokens naming a vendor)")
+
+
+class ClaimFlag(Named):
+    """How a claim compares with what the weights show (the report's 'Claims vs evidence')."""
+
+    UNDECLARED_DERIVATION = ("undeclared-derivation", "The model claims to be original or declares no base, but "
+                             "its weights derive from a known model.")
+    DECLARED_BASE_CONTRADICTED = ("declared-base-contradicted", "The model declares a base, but its weights come "
+                                  "from another model, or from none of the models checked, its declared base "
+                                  "included.")
+    DECLARED_RELATION_MISMATCH = ("declared-relation-mismatch", "The declared base is right but the declared "
+                                  "relation is not: e.g. it declares a fine-tune and the weights are an "
+                                  "unchanged, quantized or renamed copy, or the reverse.")
+    DECLARED_BASE_UNVERIFIED = ("declared-base-unverified", "The declared base was not available to check at "
+                                "the weight level; the finding says what would check it.")
+    CONSISTENT = ("consistent", "The claim agrees with what the weights show.")
+    NOT_CHECKABLE = ("not-checkable", "The weights cannot settle this claim either way (e.g. 'original' when "
+                     "the audit was inconclusive): what would settle it is said.")
+
+
+class LicenceStatus(Named):
+    """How an inherited licence obligation stands, as far as the files show (findings to check with counsel, not
+    legal advice)."""
+
+    MET = ("met", "the files show the obligation is met (e.g. the required name or notice is present)")
+    NOT_MET = ("not-met", "the files show the obligation is not met (e.g. relicensed under terms the parent's "
+               "licence does not allow, required name missing)")
+    CHECK = ("check", "the files cannot show whether it is met (e.g. a user threshold, acceptable use): to check")
 
 
 #: How the files were repackaged. These say nothing about how the weights changed, so they never decide the label.
@@ -165,4 +251,5 @@ PACKAGING: frozenset[Operation] = frozenset({Operation.FORMAT_CONVERSION, Operat
 #: What was done to the weights themselves beyond training: any of them makes a weight match "derived".
 STRUCTURAL: frozenset[Operation] = frozenset(Operation) - PACKAGING - {Operation.PARTIAL_REUSE}
 
-ALL_NAMES: tuple[type[Named], ...] = (Label, Operation, FlagKind, StatisticName, CommandName, Relation)
+ALL_NAMES: tuple[type[Named], ...] = (Label, Operation, FlagKind, StatisticName, CommandName, Relation,
+                                      ClaimKind, ClaimFlag, LicenceStatus, TraceVerdict, TraceStatisticName)

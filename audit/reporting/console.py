@@ -402,12 +402,39 @@ def _comparison_brief(comp: Comparison) -> str:
     return f"{comp.reference}: {v.label.value} ({format_confidence(v.confidence)})"
 
 
+def _claims_block(record: Record) -> list[Text]:
+    """'Claims vs evidence' first: each claim, what the weights show, and the flag."""
+    from audit.reporting.claims_view import claim_lines
+
+    section = record.claims
+    if section is None:
+        return []
+    out = [Text("Claims vs evidence", style="bold")]
+    if section.summary:
+        out.append(Text(section.summary))
+    for line in claim_lines(section):
+        style = "red" if line.startswith(("[undeclared", "[declared-base-contradicted", "[declared-relation")) else \
+            "dim" if line.startswith("    ") else ""
+        out.append(Text("  " + line, style=style))
+    return out
+
+
+def _trace_block(record: Record) -> list[Text]:
+    """`provaudit trace`: each reference's verdict, its tests and the budget spent."""
+    from audit.reporting.trace_view import trace_console_lines
+
+    lines = trace_console_lines(record)
+    if not lines:
+        return []
+    return [Text("Trace (black-box lineage)", style="bold"), *(Text("  " + line) for line in lines)]
+
+
 def print_summary(record: Record, console: Console | None = None) -> None:
     """Print a summary of `record` (verdict, best comparison's evidence, layers, operations, flags)."""
     if console is None:
         console = Console()
     width = min(console.width, MAX_WIDTH)
-    out: list[Any] = [_verdict_panel(record, width)]
+    out: list[Any] = [*_claims_block(record), _verdict_panel(record, width)]
 
     comp = best_comparison(record)
     if comp is not None:
@@ -443,6 +470,7 @@ def print_summary(record: Record, console: Console | None = None) -> None:
         out.extend(Text("  " + line) for line in reg_lines)
 
     out += [_line(f"Probes {name}".strip(), body) for name, body in probe_lines(record)]
+    out += _trace_block(record)
 
     if record.flags:
         out.append(Text("Flags (not derivations):", style="bold"))

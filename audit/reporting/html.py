@@ -359,6 +359,24 @@ def _claims_chart(record: Record, top: int = 12) -> Markup | None:
     return bar_chart_svg(bars, label="share of answers claiming each vendor", x_max=x_max, marks=tuple(marks))
 
 
+def trace_view(record: Record) -> Any:
+    """The trace section's view (None without one)."""
+    from audit.reporting.trace_view import trace_view as view
+
+    return view(record)
+
+
+def _declared_view(record: Record) -> dict[str, Any] | None:
+    """Claims vs evidence (the report opens with it)."""
+    from audit.reporting.claims_view import claim_rows, licence_rows
+
+    section = record.claims
+    if section is None:
+        return None
+    return {"summary": section.summary, "rows": claim_rows(section), "licences": licence_rows(section),
+            "sources": section.sources_read, "notes": section.notes}
+
+
 def build_view(record: Record) -> dict[str, Any]:
     """Everything the template shows, as display strings (escaping is left to the template)."""
     verdict, subject, command = record.verdict, record.subject, record.command
@@ -370,6 +388,8 @@ def build_view(record: Record) -> dict[str, Any]:
     for ref in record.references:
         files += _files(f"reference: {ref.name}", ref)
     return {
+        "declared": _declared_view(record),
+        "trace": trace_view(record),
         "registry": registry_rows(record.registry) if record.registry is not None else None,
         "registry_unchecked": unchecked_line(record.registry) if record.registry is not None else None,
         "adapter": record.adapter.summary if record.adapter is not None else None,

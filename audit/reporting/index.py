@@ -50,6 +50,7 @@ def _row_view(n: int, row: dict[str, Any]) -> dict[str, Any]:
         "confidence": _confidence(row.get("confidence")),
         "operations": ", ".join(map(str, row.get("operations") or [])) or "—",
         "flags": ", ".join(map(str, row.get("flags") or [])) or "—",
+        "claims": ", ".join(map(str, row.get("claims") or [])) or "—",
         "report": _link(row.get("report")),
         "record": _link(row.get("record")),
     }

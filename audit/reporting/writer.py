@@ -11,6 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from audit.errors import InputError
+from audit.safeio import display_path
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -21,6 +24,11 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+class OutputError(OSError, InputError):
+    """An output path provaudit cannot write (a folder, a FIFO, no permission, disk full): exit 2 with one line,
+    and still an OSError for callers that retry or skip writes."""
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write `text` (UTF-8) to `path` so that readers see the old file or the whole new one, never a part.
 
@@ -29,8 +37,15 @@ def write_atomic(path: Path, text: str) -> None:
     """
     path = Path(path)
     parent = path.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise OutputError(f"{display_path(path)}: is a directory, expected a file to write")
+    if path.exists() and not path.is_file():
+        raise OutputError(f"{display_path(path)}: not a regular file (a FIFO, socket or device); refusing to write it")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{path.name[:64]}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"{display_path(path)}: cannot write here ({exc.strerror or type(exc).__name__})") from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
@@ -40,9 +55,11 @@ def write_atomic(path: Path, text: str) -> None:
         # mkstemp creates 0600; give the result the mode a plain open() would have.
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):  # disk full, permissions: the user's
+            raise OutputError(f"{display_path(path)}: cannot write ({exc.strerror or type(exc).__name__})") from None
         raise
     _fsync_dir(parent)
 

@@ -12,7 +12,7 @@ from tests.support import tiny
 # manifest rows: (model folder, verdict expected); "broken" has a corrupt weight file and fails
 ROWS = (("ft", "fine-tuned"), ("perm", "derived"), ("broken", None), ("indep", "original"), ("ft2", "fine-tuned"),
         ("pruned", "derived"))
-STABLE = ("line", "model", "name", "status", "verdict", "parent", "confidence", "operations", "flags",
+STABLE = ("line", "model", "name", "status", "verdict", "parent", "confidence", "operations", "flags", "claims",
           "references_checked", "probes", "summary", "error", "report", "record", "key")
 
 

@@ -10,11 +10,12 @@ import audit
 ROOT = Path(audit.__file__).resolve().parent
 # bottom to top; packages on one level may not import each other
 LAYERS: dict[str, int] = {
-    "__init__": 0, "errors": 0, "paths": 0, "datafiles": 0,
+    "errors": -1,
+    "__init__": 0, "paths": 0, "datafiles": 0, "safeio": 0,
     "record": 1,
     "checkpoint": 2,
     "fingerprinting": 3, "assets": 3,
-    "lineage": 4, "probing": 4, "demo": 4,
+    "lineage": 4, "probing": 4, "demo": 4, "claims": 4,
     "pipeline": 5,
     "reporting": 6,
     "batch": 7,

@@ -320,6 +320,11 @@ def test_html_renders_typed_flags() -> None:
         {"kind": "wrapper-suspected", "detail": "bills with the gpt2 tokenizer",
          "evidence": {"tokenizer_inference": {"status": "matched", "family": "gpt-2"},
                       "tokenizer_vendors": ["openai"], "claimed": ["openai"]}},
+        {"kind": "non-finite-weights", "detail": "3 rows of up_proj hold NaN",
+         "evidence": {"models": [{"model": "smollm2", "nonfinite": {"model.layers.0.mlp.up_proj.weight": 3},
+                                  "tensors_nonfinite": 1}]}},
+        {"kind": "hidden-prompt-suspected", "detail": "about 60 hidden prompt tokens billed",
+         "evidence": {"reference": "smollm2", "hidden_tokens": 61.0, "hidden_tokens_se": 1.5}},
     ]
     html = render(record)
     flags = re.search(r"<h2>Flags</h2>.*?<h2>", html, re.S).group(0)

@@ -56,18 +56,26 @@ class FakeBackend:
 
 def load_rules(path: Path) -> list[tuple[str, Reply]]:
     """Rules from a YAML/JSON file: a list of [pattern, reply] pairs or a {pattern: reply} mapping."""
-    import yaml
-
     from audit.errors import InputError
+    from audit.safeio import MiB, load_yaml
 
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"{path}: cannot read fake-backend rules: {exc}") from None
+    data = load_yaml(Path(path), 8 * MiB, "fake-backend rules file")  # bounded, safe; one-line InputError
+    rules: list[tuple[str, Any]] = []
     if isinstance(data, dict):
-        return list(data.items())
-    if isinstance(data, list) and all(isinstance(r, list) and len(r) == 2 for r in data):
-        return [(str(p), r) for p, r in data]
+        rules = [(str(p), r) for p, r in data.items()]
+    elif isinstance(data, list) and all(isinstance(r, list) and len(r) == 2 for r in data):
+        rules = [(str(p), r) for p, r in data]
+    else:
+        raise InputError(f"{path}: fake-backend rules must be a mapping or a list of [pattern, reply] pairs")
+    for pattern, reply in rules:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise InputError(f"{path}: rule {pattern[:60]!r} is not a regular expression ({exc})") from None
+        if not (reply is None or isinstance(reply, str)
+                or (isinstance(reply, list) and all(isinstance(x, str) for x in reply))):
+            raise InputError(f"{path}: the reply to {pattern[:60]!r} must be a string, a list of strings or null")
+    return rules
     raise InputError(f"{path}: fake-backend rules must be a mapping or a list of [pattern, reply] pairs")
 
 

@@ -1,17 +1,42 @@
 """Local checkpoints through transformers: HF folders and GGUF files, the checkpoint's own chat template,
-batched generation with left padding, CUDA + bf16 when available (CPU + float32 otherwise), one
-torch.manual_seed per sample. Remote code is never trusted."""
+CUDA + bf16 when available (CPU + float32 otherwise). Remote code is never trusted.
+
+Generation is provaudit's own decode loop over the KV cache (not `model.generate`): every prompt x sample
+of a call is one row, rows are sorted by prompt length and decoded `batch_size` at a time with left
+padding, a prompt is prefilled once for all its samples, a row leaves the batch at its end-of-turn token,
+and sample j draws from a generator seeded `seed + j` (see `generate`). `score` rates given completions
+teacher-forced (one forward pass per batch, no generation).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 from audit.errors import InputError
-from audit.probing.backends.base import Generation, Messages
+from audit.probing.backends.base import Generation, Messages, TokenScores
 
 FALLBACK_TEMPLATE = "fallback: 'Role: text' lines, then 'Assistant:'"
+# rows decoded together: on 2 CPU cores a SmolLM2-135M decode step costs ~28 ms a row at 12 rows, ~10 at 48,
+# ~9 at 126 (benchmarks/bench_generation.py); 64 keeps the default run (42 prompts x 3 samples) in 2 batches
+DEFAULT_BATCH = 64
+SCORE_LOGITS = 1 << 28  # most logits one scoring forward pass keeps (1 GiB in float32)
+
+
+def _calm_cpu_threads() -> None:
+    """OpenMP threads that sleep instead of spinning while they wait (unless the user set a policy).
+
+    torch's CPU threads spin-wait for each other by default; when another process holds a core (a shared
+    machine), each decode step then waits out whole scheduler slices: measured 2-5x slower on 2 busy cores.
+    Takes effect only if torch's OpenMP runtime is not loaded yet (the env is read once, at load).
+    """
+    import os
+    import sys
+
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _resolve(model: str) -> Path:
@@ -23,7 +48,10 @@ def _resolve(model: str) -> Path:
 class TransformersBackend:
     """A causal LM loaded with transformers; see module docstring."""
 
-    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", batch_size: int = 8) -> None:
+    batches_internally = True  # the runner hands it a whole run; `batch_size` caps the rows decoded together
+
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", batch_size: int = DEFAULT_BATCH) -> None:
+        _calm_cpu_threads()
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -39,7 +67,7 @@ class TransformersBackend:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         elif device.startswith("cuda") and not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA device is available to torch here")
-        if dtype == "auto":
+        if dtype == "auto":  # CPU keeps float32 (reproducible across CPUs); bfloat16 is an explicit choice
             dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
         self.device, self.dtype, self.format, self.batch_size = device, dtype, fmt, max(1, batch_size)
         from transformers.utils import logging as hf_logging
@@ -61,7 +89,16 @@ class TransformersBackend:
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token or tok.unk_token
         self.template = "checkpoint" if getattr(tok, "chat_template", None) else FALLBACK_TEMPLATE
+        import inspect
+
+        # transformers >= 5.2x names the KV-cache argument `cache` (`past_key_values` is deprecated there)
+        self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        self._stops = {t for t in (tok.eos_token_id, tok.pad_token_id) if t is not None}
+        self._stops |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self._torch = torch
+        # where generate's time goes (seconds, and counts): read and reset by benchmarks
+        self.timings: dict[str, float] = {}
 
     # ------------------------------------------------------------ prompts
 
@@ -80,44 +117,208 @@ class TransformersBackend:
     # ------------------------------------------------------------ generation
 
     def generate(self, batch: Sequence[Messages], max_new_tokens: int, temperature: float, seed: int,
-                 n: int) -> list[list[Generation]]:
-        out: list[list[Generation]] = [[] for _ in batch]
-        texts = [self.render(list(m)) for m in batch]
-        for start in range(0, len(texts), self.batch_size):
-            chunk = texts[start:start + self.batch_size]
-            for j in range(n):
-                for k, gen in enumerate(self._generate_chunk(chunk, max_new_tokens, temperature, seed + j)):
-                    out[start + k].append(gen)
+                 n: int, *, logprobs: bool = False,
+                 on_prompt_done: Callable[[int], None] | None = None) -> list[list[Generation]]:
+        """n samples of every conversation, all prompts x samples decoded together in rows of `batch_size`.
+
+        Rows are sorted by prompt length (less padding), a prompt is prefilled once for all its samples,
+        and each row leaves the batch at its end-of-turn token. Sample j of every prompt draws from its own
+        torch.Generator seeded `seed + j`, one uniform number per token (inverse-CDF sampling at
+        `temperature`), so an answer depends on (prompt, seed, settings) and not on which other rows share
+        its batch (up to float rounding of padded batches). temperature 0 is greedy (argmax).
+        """
+        out: list[list[Generation]] = [[Generation() for _ in range(n)] for _ in batch]
+        if not batch or n < 1:
+            return out
+        t0 = time.perf_counter()
+        prompts = [self._prompt_ids(list(m)) for m in batch]
+        self._clock("template", t0)
+        rows = sorted(((i, j) for i in range(len(batch)) for j in range(n)), key=lambda r: (len(prompts[r[0]]), r))
+        left = [n] * len(batch)
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start:start + self.batch_size]
+            try:
+                gens = self._decode([prompts[i] for i, _ in chunk], [seed + j for _, j in chunk], max_new_tokens,
+                                    temperature, logprobs)
+            except RuntimeError as exc:  # e.g. out of memory: recorded for every row of the chunk
+                gens = [Generation(error=f"generation failed: {_first_line(exc)}") for _ in chunk]
+            for (i, j), gen in zip(chunk, gens, strict=True):
+                out[i][j] = gen
+                left[i] -= 1
+                if left[i] == 0 and on_prompt_done is not None:
+                    on_prompt_done(i)
         return out
 
-    def _generate_chunk(self, texts: list[str], max_new_tokens: int, temperature: float,
-                        seed: int) -> list[Generation]:
+    def _prompt_ids(self, messages: Messages) -> list[int]:
+        enc = self.tokenizer(self.render(messages), add_special_tokens=self.template != "checkpoint")
+        return list(enc["input_ids"])
+
+    def _decode(self, prompts: list[list[int]], seeds: list[int], max_new_tokens: int, temperature: float,
+                logprobs: bool) -> list[Generation]:
+        """Decode one row per (prompt, seed) with the KV cache; finished rows are dropped from the batch."""
         torch = self._torch
-        tok = self.tokenizer
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=self.template != "checkpoint")
-        enc = {k: v.to(self.device) for k, v in enc.items()}
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0 \
-            else {"do_sample": False}
-        torch.manual_seed(seed)
-        if self.device.startswith("cuda"):
-            torch.cuda.manual_seed_all(seed)
+        from transformers import DynamicCache
+
+        unique: dict[tuple[int, ...], int] = {}
+        of_row = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
+        ids, mask = self._left_pad([list(p) for p in unique])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         try:
-            with torch.inference_mode():
-                ids = self.model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                                          **sampling)
-        except RuntimeError as exc:  # e.g. out of memory: recorded for every prompt in the chunk
-            return [Generation(error=f"generation failed: {_first_line(exc)}") for _ in texts]
-        new = ids[:, enc["input_ids"].shape[1]:]
-        prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
-        stops = {t for t in (tok.eos_token_id, tok.pad_token_id) if t is not None}
-        eos = getattr(self.model.generation_config, "eos_token_id", None)
-        stops |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        gens = []
-        for row, n_prompt in zip(new.tolist(), prompt_tokens, strict=True):
-            length = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))
-            text = cast(str, tok.decode(row[:length], skip_special_tokens=True)).strip()  # one sequence: one str
-            gens.append(Generation(text, int(n_prompt), length))
-        return gens
+            cache = DynamicCache(config=self.model.config)
+        except TypeError:  # transformers < 4.56 builds its layers lazily without the config
+            cache = DynamicCache()
+        gens = [torch.Generator().manual_seed(s) for s in seeds] if temperature > 0 else []
+        new: list[list[int]] = [[] for _ in prompts]
+        scores: list[list[float]] = [[] for _ in prompts]
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                                logits_to_keep=1, **{self._cache_kw: cache}).logits[:, -1, :]
+            self._clock("prefill", t0, prefill_tokens=int(mask.sum()))
+            index = torch.tensor(of_row, device=self.device)
+            if len(unique) != len(prompts):  # the samples of one prompt share its prefill
+                cache.batch_select_indices(index)
+            logits, mask = logits[index], mask[index]
+            next_pos = mask.sum(-1, keepdim=True)
+            active = list(range(len(prompts)))
+            for step in range(max_new_tokens):
+                t0 = time.perf_counter()
+                picked, logp = self._pick(logits, [gens[r] for r in active] if gens else [], temperature, logprobs)
+                self._clock("sample", t0, tokens=len(active))
+                keep: list[int] = []
+                for k, (r, t) in enumerate(zip(active, picked, strict=True)):
+                    new[r].append(t)
+                    if logp is not None:
+                        scores[r].append(logp[k])
+                    if t not in self._stops:
+                        keep.append(k)
+                if not keep or step == max_new_tokens - 1:
+                    break
+                token = torch.tensor(picked, device=self.device)[:, None]
+                if len(keep) < len(active):
+                    kept = torch.tensor(keep, device=self.device)
+                    cache.batch_select_indices(kept)
+                    token, mask, next_pos = token[kept], mask[kept], next_pos[kept]
+                    active = [active[k] for k in keep]
+                mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=-1)
+                t0 = time.perf_counter()
+                logits = self.model(input_ids=token, attention_mask=mask, position_ids=next_pos, use_cache=True,
+                                    **{self._cache_kw: cache}).logits[:, -1, :]
+                next_pos = next_pos + 1
+                self._clock("decode", t0, steps=1, decode_rows=len(active))
+        tok = self.tokenizer
+        out = []
+        for prompt, row, lps in zip(prompts, new, scores, strict=True):
+            text = cast(str, tok.decode(row, skip_special_tokens=True)).strip()  # one sequence: one str
+            gen = Generation(text, len(prompt), len(row))
+            if logprobs:
+                gen.token_ids, gen.tokens, gen.logprobs = row, self._token_strings(row), lps
+            out.append(gen)
+        return out
+
+    def _clock(self, part: str, since: float, **counts: int) -> None:
+        """Add the time since `since` to `timings[part]` (CUDA synchronized first) and the given counts."""
+        if self.device.startswith("cuda"):
+            self._torch.cuda.synchronize()
+        self.timings[part] = self.timings.get(part, 0.0) + time.perf_counter() - since
+        for key, value in counts.items():
+            self.timings[key] = self.timings.get(key, 0) + value
+
+    def _pick(self, logits: Any, gens: list[Any], temperature: float,
+              logprobs: bool) -> tuple[list[int], list[float] | None]:
+        """The next token of every row (argmax, or inverse-CDF sampling with one uniform per row generator)
+        and, when asked, its log-probability under the model (temperature 1)."""
+        torch = self._torch
+        logits = logits.float()
+        if temperature > 0:
+            # unnormalised weights exp((l - max) / T), in place; token = first index whose running sum
+            # exceeds u * total (side="right": a zero-weight token can never be picked)
+            weights = logits / temperature
+            weights.sub_(weights.amax(dim=-1, keepdim=True)).exp_()
+            cdf = weights.cumsum(dim=-1)
+            u = torch.cat([torch.rand(1, generator=g) for g in gens]).to(logits.device)[:, None]
+            picked = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp(max=logits.shape[-1] - 1)
+            if bool((weights.gather(-1, picked) == 0).any()):  # u * total rounded up to total: most likely
+                picked = torch.where(weights.gather(-1, picked) > 0, picked, weights.argmax(-1, keepdim=True))
+            token = picked[:, 0]
+        else:
+            token = logits.argmax(dim=-1)
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, token[:, None])[:, 0].tolist() if logprobs else None
+        return token.tolist(), logp
+
+    def _token_strings(self, ids: list[int]) -> list[str]:
+        """Each token as its own decoded text (byte-level pieces may be partial UTF-8: shown as U+FFFD)."""
+        return [cast(str, self.tokenizer.decode([t], skip_special_tokens=False)) for t in ids]
+
+    def _left_pad(self, seqs: list[list[int]]) -> tuple[Any, Any]:
+        torch = self._torch
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+        return ids, mask
+
+    # ------------------------------------------------------------ teacher-forced scoring
+
+    def score(self, conversations: Sequence[Messages], completions: Sequence[str],
+              top_k: int = 0) -> list[TokenScores]:
+        """Score each completion as the answer to its conversation: one forward pass per `batch_size`
+        pairs, no generation. The completion is tokenized on its own after the rendered prompt."""
+        if len(conversations) != len(completions):
+            raise ValueError(f"{len(conversations)} conversations for {len(completions)} completions")
+        tok = self.tokenizer
+        pairs = [(self._prompt_ids(list(m)), list(tok(c, add_special_tokens=False)["input_ids"]))
+                 for m, c in zip(conversations, completions, strict=True)]
+        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+        out: list[TokenScores] = [TokenScores() for _ in pairs]
+        vocab = int(self.model.config.get_text_config().vocab_size)
+        chunks: list[list[int]] = []
+        for i in order:  # at most batch_size pairs, and logits of at most SCORE_LOGITS floats, per forward pass
+            widest = max([len(pairs[k][1]) for k in chunks[-1]] + [len(pairs[i][1])]) if chunks else 0
+            if chunks and len(chunks[-1]) < self.batch_size and (len(chunks[-1]) + 1) * (widest + 1) * vocab \
+                    <= SCORE_LOGITS:
+                chunks[-1].append(i)
+            else:
+                chunks.append([i])
+        for chunk in chunks:
+            try:
+                scored = self._score_chunk([pairs[i] for i in chunk], top_k)
+            except RuntimeError as exc:
+                scored = [TokenScores(error=f"scoring failed: {_first_line(exc)}") for _ in chunk]
+            for i, s in zip(chunk, scored, strict=True):
+                out[i] = s
+        return out
+
+    def _score_chunk(self, pairs: list[tuple[list[int], list[int]]], top_k: int) -> list[TokenScores]:
+        torch = self._torch
+        longest = max(len(c) for _, c in pairs)
+        if longest == 0:
+            return [TokenScores(prompt_tokens=len(p)) for p, _ in pairs]
+        ids, mask = self._left_pad([p + c for p, c in pairs])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            # every row ends at the last column: the last `longest + 1` positions predict every completion token
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                logits_to_keep=longest + 1).logits
+            out = []
+            for r, (prompt, comp) in enumerate(pairs):
+                c = len(comp)
+                if c == 0:
+                    out.append(TokenScores(prompt_tokens=len(prompt)))
+                    continue
+                # position k of the kept window predicts completion token k
+                rows = torch.log_softmax(logits[r, longest - c:longest].float(), dim=-1)
+                target = torch.tensor(comp, device=rows.device)[:, None]
+                chosen = rows.gather(-1, target)
+                ranks = (rows > chosen).sum(-1) + 1
+                entropy = -(rows.exp() * rows).nan_to_num().sum(-1)
+                top = None
+                if top_k > 0:
+                    values, idx = rows.topk(min(top_k, rows.shape[-1]), dim=-1)
+                    top = [list(zip(i, v, strict=True)) for i, v in zip(idx.tolist(), values.tolist(), strict=True)]
+                out.append(TokenScores(comp, self._token_strings(comp), chosen[:, 0].tolist(),
+                                       ranks.tolist(), entropy.tolist(), top, len(prompt)))
+        return out
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "transformers", "model": str(self.path), "format": self.format, "device": self.device,

@@ -1,0 +1,210 @@
+"""Local models for `provaudit trace`: seeded generation one conversation at a time (no padding, so a
+reference and a server running the same weights compute the same numbers), teacher-forced scoring of a
+completion, token counts for the billing audit. Loaded models are kept per process (benchmarks, tests).
+
+torch and transformers are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, cast
+
+from audit.errors import InputError
+from audit.probing.backends.base import Messages
+from audit.safeio import write_text_atomic
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Teacher-forced scores of one completion under one model (natural-log probabilities)."""
+
+    pieces: list[str]  # the completion's tokens, decoded one by one
+    logprobs: list[float]  # log p(token | prefix)
+    top_logprobs: list[float]  # log p of the model's most likely token at each position
+    argmax: list[bool]  # the token is the model's most likely one
+    nbytes: int  # UTF-8 bytes of the completion text
+
+    @property
+    def mean_logprob(self) -> float:
+        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else 0.0
+
+    @property
+    def bits_per_byte(self) -> float:
+        """-log2 p(text) / bytes: comparable between tokenizers."""
+        return -sum(self.logprobs) / math.log(2) / self.nbytes if self.nbytes else 0.0
+
+
+class LocalModel:
+    """A causal LM (folder or GGUF) with the checkpoint's own chat template; see module docstring."""
+
+    def __init__(self, path: str, device: str = "auto") -> None:
+        try:
+            import torch  # noqa: F401
+            import transformers  # noqa: F401
+        except ImportError:
+            raise InputError("trace runs references locally and needs torch and transformers: "
+                             "pip install 'provaudit[ml]'") from None
+        from audit.probing.backends import create_backend
+
+        backend: Any = create_backend("transformers", model=path, device=device, batch_size=8)
+        self.backend = backend
+        self.path = str(path)
+        self.model = self.backend.model
+        self.tokenizer = self.backend.tokenizer
+        self.add_special = self.backend.template != "checkpoint"
+        self._torch = self.backend._torch
+        self.identity = _identity(Path(self.backend.path))
+
+    # ---------------------------------------------------------------- text
+
+    def render(self, messages: Messages) -> str:
+        return cast(str, self.backend.render(messages))
+
+    def ids(self, text: str, special: bool = False) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+
+    def count(self, text: str) -> int:
+        """Tokens of a piece of text (no special tokens)."""
+        return len(self.ids(text))
+
+    def prompt_count(self, messages: Messages) -> int:
+        """Tokens of the templated conversation, as a server bills it."""
+        return len(self.ids(self.render(messages), special=self.add_special))
+
+    # ---------------------------------------------------------------- generation
+
+    def generate(self, messages: Messages, max_tokens: int, temperature: float, seed: int,
+                 top_p: float | None = None) -> tuple[str, list[int]]:
+        """One completion (text, token ids); temperature 0 is greedy; sampling is seeded with `seed`."""
+        return self.generate_many(messages, max_tokens, temperature, seed, 1, top_p)[0]
+
+    def generate_many(self, messages: Messages, max_tokens: int, temperature: float, seed: int, n: int,
+                      top_p: float | None = None) -> list[tuple[str, list[int]]]:
+        """n completions of one conversation in one batch (identical rows: no padding); seeded once."""
+        torch = self._torch
+        tok = self.tokenizer
+        prompt = self.ids(self.render(messages), special=self.add_special)
+        ids = torch.tensor([prompt], device=self.backend.device)
+        sampling: dict[str, Any] = ({"do_sample": True, "temperature": temperature, "top_p": top_p or 1.0, "top_k": 0}
+                                    if temperature > 0 else {"do_sample": False, "temperature": None, "top_p": None,
+                                                             "top_k": None})
+        n = n if temperature > 0 else 1
+        torch.manual_seed(seed)
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens,
+                                      pad_token_id=tok.pad_token_id, num_return_sequences=n, **sampling)
+        stops = _stop_ids(self)
+        result = []
+        for row in out[:, len(prompt):].tolist():
+            end = next((i for i, t in enumerate(row) if t in stops), len(row))
+            result.append((cast(str, tok.decode(row[:end], skip_special_tokens=True)), row[:end]))
+        return result
+
+    # ---------------------------------------------------------------- scoring
+
+    def score(self, messages: Messages, completion: str) -> Scored:
+        """Teacher-forced log-probabilities of `completion` (re-tokenized) after the templated conversation."""
+        torch = self._torch
+        prompt = self.ids(self.render(messages), special=self.add_special)
+        comp = self.ids(completion)
+        if not comp:
+            return Scored([], [], [], [], len(completion.encode("utf-8")))
+        ids = torch.tensor([prompt + comp], device=self.backend.device)
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids).logits[0, len(prompt) - 1:-1].float()
+        logp = torch.log_softmax(logits, dim=-1)
+        target = torch.tensor(comp, device=logp.device)
+        chosen = logp.gather(1, target[:, None])[:, 0]
+        top = logp.max(dim=-1)
+        pieces = [cast(str, self.tokenizer.decode([t])) for t in comp]
+        return Scored(pieces, chosen.tolist(), top.values.tolist(), (top.indices == target).tolist(),
+                      len(completion.encode("utf-8")))
+
+
+    def score_many(self, pairs: list[tuple[Messages, str]]) -> list[Scored]:
+        """Score many (conversation, completion) pairs: the backend's batched teacher-forced `score` when it has
+        one, else one forward pass per pair."""
+        batched = getattr(self.backend, "score", None)
+        if not callable(batched) or not pairs:
+            return [self.score(m, c) for m, c in pairs]
+        out = []
+        for (conv, text), ts in zip(pairs, batched([m for m, _ in pairs], [c for _, c in pairs]), strict=True):
+            if not ts.ok:
+                out.append(self.score(conv, text))  # fall back to the unbatched scorer for that pair
+                continue
+            ranks = list(ts.ranks)
+            out.append(Scored(list(ts.tokens), list(ts.logprobs), [], [r == 1 for r in ranks],
+                              len(text.encode("utf-8"))))
+        return out
+
+
+def _stop_ids(m: LocalModel) -> set[int]:
+    tok = m.tokenizer
+    stops = {t for t in (tok.eos_token_id, tok.pad_token_id) if t is not None}
+    eos = getattr(m.model.generation_config, "eos_token_id", None)
+    stops |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    return stops
+
+
+def _identity(path: Path) -> str:
+    """A cheap identity of a checkpoint for cache keys: file names, sizes and modification times."""
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    blob = json.dumps([(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in files])
+    return hashlib.sha256(f"{path.resolve()}|{blob}".encode()).hexdigest()[:32]
+
+
+@lru_cache(maxsize=6)
+def load_local(path: str, device: str = "auto") -> LocalModel:
+    """A LocalModel, loaded once per process."""
+    return LocalModel(path, device)
+
+
+class GenerationCache:
+    """Local completions on disk, keyed by model identity and request (a rerun regenerates nothing)."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root
+
+    def _path(self, key: dict[str, Any]) -> Path | None:
+        if self.root is None:
+            return None
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        return self.root / digest[:2] / f"{digest}.json"
+
+    def get(self, key: dict[str, Any]) -> list[str] | None:
+        path = self._path(key)
+        if path is None or not path.is_file():
+            return None
+        try:
+            value = json.loads(path.read_text(encoding="utf-8")).get("texts")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
+
+    def put(self, key: dict[str, Any], texts: list[str]) -> None:
+        path = self._path(key)
+        if path is None:
+            return
+        try:
+            write_text_atomic(path, json.dumps({"texts": texts}, ensure_ascii=False))
+        except OSError:
+            pass
+
+
+def sample(model: LocalModel, cache: GenerationCache, messages: Messages, max_tokens: int, temperature: float,
+           seed: int, n: int, top_p: float | None = None) -> list[str]:
+    """n completions (one batch, seeded with `seed`) through the on-disk cache."""
+    key = {"model": model.identity, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,
+           "seed": seed, "n": n, "top_p": top_p}
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    texts = [t for t, _ in model.generate_many(messages, max_tokens, temperature, seed, n, top_p)]
+    cache.put(key, texts)
+    return texts

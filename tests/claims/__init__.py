@@ -1,0 +1,1 @@
+"""Tests of audit/claims: declarations, licences, claims against evidence."""
