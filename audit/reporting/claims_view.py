@@ -74,7 +74,7 @@ def licence_rows(section: ClaimsSection) -> list[LicenceRow]:
 def _licence_row(lic: LicenceFinding) -> LicenceRow:
     compatible = {True: "yes", False: "no", None: "unknown"}[lic.compatible]
     return LicenceRow(parent=lic.parent, basis=lic.basis, parent_licence=lic.licence_name or lic.parent_licence or
-                      "unknown", url=lic.url or "", declared=lic.declared_licence or "none declared",
+                      "unknown", url=lic.url or "", declared=lic.declared_licence or "none",
                       compatible=compatible, summary=lic.summary,
                       obligations=[ObligationRow(clause=o.clause, text=o.text, status=o.status.value,
                                                  detail=o.detail) for o in lic.obligations])
@@ -89,11 +89,14 @@ def claim_lines(section: ClaimsSection, limit: int = 8) -> list[str]:
         if row["settle"]:
             lines.append(f"    to settle: {row['settle']}")
     for lic in licence_rows(section):
-        lines.append(f"licence: {lic['parent']} ({lic['basis']}) is under {lic['parent_licence']}; declared "
-                     f"{lic['declared']}; compatible: {lic['compatible']}")
+        checks = sum(ob["status"] == "check" for ob in lic["obligations"])
+        lines.append(f"licence: inherits {lic['parent_licence']} from {lic['parent']} ({lic['basis']}); declared: "
+                     f"{lic['declared']}; compatible: {lic['compatible']}"
+                     + (f"; {checks} obligation{'' if checks == 1 else 's'} to check (--html lists them)"
+                        if checks else ""))
         for ob in lic["obligations"]:
-            if ob["status"] != "met":
-                lines.append(f"    {ob['status']}: {ob['clause']}: {ob['text']}")
+            if ob["status"] == "not-met":
+                lines.append(f"    not met: {ob['clause']}: {ob['text']}" + (f" ({ob['detail']})" if ob["detail"] else ""))
     return lines
 
 

@@ -124,3 +124,17 @@ def test_name_normalisation() -> None:
     assert base_match("Qwen2.5-7B", Candidate("qwen2.5-7b-instruct", "Qwen/Qwen2.5-7B-Instruct")) == "lineage"
     assert base_match("Llama", Candidate("llama-3.1-8b", "meta-llama/Llama-3.1-8B")) == "family"
     assert base_match("Mistral-7B", Candidate("gemma-3-270m", "google/gemma-3-270m")) is None
+
+
+def test_terminal_lines_put_contradictions_first_and_show_unmet_obligations() -> None:
+    from audit.reporting.claims_view import claim_lines
+
+    section = judge_claims([claim("license", "apache-2.0"), claim("origin", "original"),
+                            claim("base", "google/gemma-3-270m")],
+                           measured(Label.FINE_TUNED, GEMMA), subject_name="OpenGem-270M")
+    lines = claim_lines(section)
+    assert lines[0].startswith("[undeclared-derivation]")
+    assert any(line.startswith("[consistent]") for line in lines)
+    licence = next(line for line in lines if line.startswith("licence:"))
+    assert "gemma-3-270m" in licence and "compatible: no" in licence
+    assert any(line.strip().startswith("not met:") for line in lines)
