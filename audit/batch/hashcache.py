@@ -20,11 +20,16 @@ def model_files(path: Path) -> list[Path]:
 
     A folder: the weight files the checkpoint reader uses (index shards, else *.safetensors, else *.gguf,
     else pickles) plus every other top-level, non-hidden file (config, tokenizer, ...). A file: itself,
-    and the sibling config.json a .safetensors or pickle file is read with.
+    the sibling config.json a .safetensors or pickle file is read with, and the sibling card, licence and
+    template files its declarations are read from (claims vs evidence).
     """
     if path.is_file():
+        from audit.checkpoint.declarations import SIBLING_FILES
+
         cfg = path.parent / "config.json"
-        return [path] + ([cfg] if path.suffix != ".gguf" and cfg.is_file() and cfg != path else [])
+        siblings = [path.parent / name for name in SIBLING_FILES]
+        return [path] + ([cfg] if path.suffix != ".gguf" and cfg.is_file() and cfg != path else []) + \
+            [f for f in siblings if f != path and f != cfg and f.is_file()]
     entries = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
     others = [p for p in entries if p.suffix.lower() not in WEIGHT_SUFFIXES]
     return sorted(set(_weights(path, entries)) | set(others))

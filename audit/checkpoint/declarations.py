@@ -44,6 +44,9 @@ MAX_WEIGHT_FILES = 8  # weight-file headers read for metadata (shards of one mod
 CARD = "README.md"
 LICENCE_FILES = ("LICENSE", "LICENSE.txt", "LICENSE.md", "LICENCE", "LICENCE.txt", "LICENCE.md", "NOTICE",
                  "NOTICE.txt", "NOTICE.md", "USE_POLICY.md")
+#: Small files beside a model that its declarations are read from (a batch's cache key covers them).
+SIBLING_FILES = (CARD, *LICENCE_FILES, "config.json", "generation_config.json", "tokenizer_config.json",
+                 "chat_template.jinja", "adapter_config.json")
 CONFIG_KEYS = ("_name_or_path", "architectures", "model_type")
 GENERATION_KEYS = ("_from_model_config", "transformers_version", "bos_token_id", "eos_token_id", "pad_token_id")
 TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token")
