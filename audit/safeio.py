@@ -13,8 +13,9 @@ import json
 import math
 import os
 import stat
+from collections.abc import Callable, MutableMapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from audit.errors import InputError
 
@@ -237,6 +238,43 @@ def expanded_size(data: Any) -> int:
 def load_yaml(path: Path, max_bytes: int = MAX_SMALL_FILE, what: str = "YAML file", max_depth: int = MAX_DEPTH) -> Any:
     """A bounded YAML file (regular file, size cap, safe loader, alias and depth limits)."""
     return loads_yaml(read_text(path, max_bytes, what), path, max_depth)
+
+
+E = TypeVar("E")
+R = TypeVar("R")
+
+
+def load_checked_yaml(path: Path, what: str, max_bytes: int,
+                      validate: Callable[[Any], tuple[list[str], Sequence[E]]], build: Callable[[Sequence[E]], R],
+                      cache: MutableMapping[tuple[str, int, int], R]) -> R:
+    """A bundled or user data file (catalog, licences): read with libyaml's safe loader (fast; it caps nesting),
+    refused past `max_bytes` or MAX_YAML_NODES values after alias expansion, checked by `validate` (problems as
+    'where: what' lines, entries), built once per (path, size, mtime) into `cache`. InputError (one line,
+    naming `what`) for a missing, unreadable, oversized or invalid file."""
+    import yaml
+
+    try:
+        if not path.is_file():
+            raise InputError(f"{path}: {what} not found")
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        if key in cache:
+            return cache[key]
+        if st.st_size > max_bytes:
+            raise InputError(f"{path}: {what} larger than {max_bytes >> 20} MiB")
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - a safe loader
+        if expanded_size(data) > MAX_YAML_NODES:  # libyaml caps nesting; aliases are capped here
+            raise InputError(f"{path}: {what} expands to more than {MAX_YAML_NODES:,} values (an alias bomb)")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: unreadable {what} ({type(exc).__name__}: {first})") from None
+    problems, entries = validate(data)
+    if problems:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise InputError(f"{path}: {problems[0]}{more}")
+    value = cache[key] = build(entries)
+    return value
 
 
 def _check_numbers(data: Any, where: object) -> None:

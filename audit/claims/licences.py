@@ -19,7 +19,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, StringConstraints, ValidationError, model_validator
 
 from audit.datafiles import FileModel, Text, error_lines, loc_text
-from audit.errors import InputError
 from audit.paths import data_dir
 from audit.record.models import LicenceFinding, LicenceObligation
 from audit.record.names import LicenceStatus
@@ -188,29 +187,11 @@ def load_licences(path: Path | None = None) -> Licences:
 
     A file read once is kept (keyed by path, size and modification time).
     """
-    import yaml
+    from audit.safeio import load_checked_yaml
 
     path = Path(path) if path is not None else default_licences_path()
-    try:
-        if not path.is_file():
-            raise InputError(f"{path}: licence file not found")
-        st = path.stat()
-        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-        if key in _CACHE:
-            return _CACHE[key]
-        if st.st_size > MAX_BYTES:
-            raise InputError(f"{path}: licence file larger than {MAX_BYTES >> 20} MiB")
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - a safe loader
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: unreadable licence file ({type(exc).__name__}: {first})") from None
-    problems, entries = validate_licences(data)
-    if problems:
-        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-        raise InputError(f"{path}: {problems[0]}{more}")
-    licences = _CACHE[key] = _index(entries, path)
-    return licences
+    return load_checked_yaml(path, "licence file", MAX_BYTES, validate_licences,
+                             lambda entries: _index(entries, path), _CACHE)
 
 
 def validate_licences(data: Any) -> tuple[list[str], list[Licence]]:

@@ -223,33 +223,11 @@ def load_catalog(path: Path | None = None) -> Catalog:
 
     A catalog read once is kept (keyed by path, size and modification time): audits in one process share it.
     """
-    import yaml
+    from audit.safeio import load_checked_yaml
 
     path = Path(path) if path is not None else default_catalog_path()
-    try:
-        if not path.is_file():
-            raise InputError(f"{path}: catalog not found")
-        st = path.stat()
-        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-        if key in _CACHE:
-            return _CACHE[key]
-        if st.st_size > MAX_BYTES:
-            raise InputError(f"{path}: catalog larger than {MAX_BYTES >> 20} MiB")
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - a safe loader
-        from audit.safeio import MAX_YAML_NODES, expanded_size
-
-        if expanded_size(data) > MAX_YAML_NODES:  # libyaml caps nesting; aliases are capped here
-            raise InputError(f"{path}: catalog expands to more than {MAX_YAML_NODES:,} values (an alias bomb)")
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: unreadable catalog ({type(exc).__name__}: {first})") from None
-    problems, entries = validate_catalog(data)
-    if problems:
-        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-        raise InputError(f"{path}: {problems[0]}{more}")
-    catalog = _CACHE[key] = Catalog(tuple(entries), path)
-    return catalog
+    return load_checked_yaml(path, "catalog", MAX_BYTES, validate_catalog,
+                             lambda entries: Catalog(tuple(entries), path), _CACHE)
 
 
 def validate_catalog(data: Any) -> tuple[list[str], list[CatalogEntry]]:
