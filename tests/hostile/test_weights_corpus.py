@@ -17,6 +17,7 @@ import pytest
 
 from tests.hostile.conftest import assert_clean_exit, run_cli
 from tests.support import tiny
+from tests.support.gguf_rewrite import rewrite_gguf
 
 COMMANDS = ("fingerprint", "compare", "audit")
 
@@ -219,38 +220,9 @@ def test_truncated_weight_files(corpus: Path, tmp_path: Path, kind: str, keep: f
 
 
 def _gguf_with(path: Path, m: tiny.TinyModel, extra: dict[str, object]) -> Path:
-    """The tiny model as GGUF with some metadata overwritten (the writer keeps the last value of a key)."""
-    import gguf
-
+    """The tiny model as GGUF with some metadata overwritten."""
     tiny.save_gguf(m, path, quant="F32")
-    r = gguf.GGUFReader(str(path))
-    w = gguf.GGUFWriter(str(path.with_suffix(".tmp")), "llama")
-    for f in r.fields.values():
-        if f.name.startswith("GGUF.") or f.name == "general.architecture":
-            continue
-        value = f.contents()
-        vtype = f.types[0]
-        if f.name in extra:
-            continue
-        if vtype == gguf.GGUFValueType.ARRAY:
-            w.add_array(f.name, value)
-        else:
-            w.add_key_value(f.name, value, vtype)
-    for key, value in extra.items():
-        if isinstance(value, str):
-            w.add_string(key, value)
-        elif isinstance(value, float):
-            w.add_float32(key, value)
-        elif isinstance(value, list):
-            w.add_array(key, value)
-    for t in r.tensors:
-        w.add_tensor(t.name, np.array(t.data), raw_shape=list(reversed([int(d) for d in t.shape])), raw_dtype=t.tensor_type)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    path.with_suffix(".tmp").replace(path)
-    return path
+    return rewrite_gguf(path, path, extra)
 
 
 @pytest.mark.parametrize("key,value", [

@@ -18,6 +18,7 @@ from audit.checkpoint.gguf_file import GGUFFile
 from audit.checkpoint.model import WeightQuality
 from audit.checkpoint.safetensors_file import SafetensorsFile
 from audit.errors import InputError
+from tests.support.gguf_rewrite import add_value
 
 
 class MemorySource:
@@ -149,14 +150,7 @@ def _gguf_bytes(tmp: Path, kv: dict[str, object] | None = None) -> bytes:
     w.add_token_list(["a", "b", "c", "d"])
     w.add_bos_token_id(1)
     for key, value in (kv or {}).items():
-        if isinstance(value, str):
-            w.add_string(key, value)
-        elif isinstance(value, float):
-            w.add_float32(key, value)
-        elif isinstance(value, list):
-            w.add_array(key, value)
-        else:
-            w.add_uint32(key, int(value))  # type: ignore[call-overload]
+        add_value(w, key, value)
     w.add_tensor("blk.0.attn_q.weight", np.arange(64, dtype=np.float32).reshape(2, 32))
     w.add_tensor("output_norm.weight", np.ones(32, dtype=np.float32))
     w.write_header_to_file()
