@@ -40,6 +40,22 @@ def loc_text(loc: Sequence[int | str]) -> str:
     return out or "(top level)"
 
 
+def named_items(data: Any, key: str, name_field: str) -> Callable[[Sequence[int | str]], str]:
+    """A `where` for `error_lines` that names the items of the list `data[key]` by their `name_field`:
+    ('models', 3, 'num_heads') -> 'models[3] (Qwen2-7B).num_heads'."""
+    items = data.get(key) if isinstance(data, dict) else None
+
+    def where(loc: Sequence[int | str]) -> str:
+        if len(loc) >= 2 and loc[0] == key and isinstance(loc[1], int):
+            item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
+            name = item.get(name_field) if isinstance(item, dict) else None
+            head = f"{key}[{loc[1]}]" + (f" ({name})" if isinstance(name, str) else "")
+            return head + (f".{loc_text(loc[2:])}" if len(loc) > 2 else "")
+        return loc_text(loc)
+
+    return where
+
+
 def error_lines(exc: ValidationError, root: Any = None, *, tag: str | None = None,
                 where: Callable[[Sequence[int | str]], str] = loc_text) -> list[str]:
     """One 'where: what' line per error of `exc`, first problem first.

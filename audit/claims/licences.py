@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, StringConstraints, ValidationError, model_validator
 
-from audit.datafiles import FileModel, Text, error_lines, loc_text
+from audit.datafiles import FileModel, Text, error_lines, named_items
 from audit.paths import data_dir
 from audit.record.models import LicenceFinding, LicenceObligation
 from audit.record.names import LicenceStatus
@@ -198,21 +198,10 @@ def validate_licences(data: Any) -> tuple[list[str], list[Licence]]:
     """(problems as 'where: what' lines, entries); entries are only meaningful without problems."""
     if not isinstance(data, dict):
         return [f"top level must be a mapping, got {type(data).__name__}"], []
-    items = data.get("licences")
     try:
         spec = _LicencesFile.model_validate(data)
-    except ValidationError as exc:
-
-        def where(loc: Sequence[int | str]) -> str:
-            """'licences[12] (llama3).clauses[2].check': entries named by their id."""
-            if len(loc) >= 2 and loc[0] == "licences" and isinstance(loc[1], int):
-                item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
-                lid = item.get("id") if isinstance(item, dict) else None
-                head = f"licences[{loc[1]}]" + (f" ({lid})" if isinstance(lid, str) else "")
-                return head + (f".{loc_text(loc[2:])}" if len(loc) > 2 else "")
-            return loc_text(loc)
-
-        return error_lines(exc, _LicencesFile, where=where), []
+    except ValidationError as exc:  # 'licences[12] (llama3).clauses[2].check': entries named by their id
+        return error_lines(exc, _LicencesFile, where=named_items(data, "licences", "id")), []
     return _cross_checks(spec.licences), list(spec.licences)
 
 

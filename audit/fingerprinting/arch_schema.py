@@ -22,7 +22,6 @@ is not a number; ``true`` is not an integer); the files' data flows on as the pl
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from audit.datafiles import FileModel, Text, error_lines, loc_text
+from audit.datafiles import FileModel, Text, error_lines, named_items
 from audit.errors import InputError
 from audit.paths import data_dir
 from audit.safeio import MiB, load_yaml
@@ -170,19 +169,8 @@ def validate_architectures(data: Any) -> list[str]:
         return [f"top level must be a mapping, got {type(data).__name__}"]
     try:
         ArchitectureFamily.model_validate(data)
-    except ValidationError as exc:
-        models = data.get("models")
-
-        def where(loc: Sequence[int | str]) -> str:
-            """'models[3] (Qwen2-7B).num_heads': list items named by their `name`."""
-            if len(loc) >= 2 and loc[0] == "models" and isinstance(loc[1], int):
-                entry = models[loc[1]] if isinstance(models, list) and loc[1] < len(models) else None
-                name = entry.get("name") if isinstance(entry, dict) else None
-                head = f"models[{loc[1]}]" + (f" ({name})" if isinstance(name, str) else "")
-                return head + (f".{loc_text(loc[2:])}" if len(loc) > 2 else "")
-            return loc_text(loc)
-
-        return error_lines(exc, ArchitectureFamily, where=where)
+    except ValidationError as exc:  # 'models[3] (Qwen2-7B).num_heads': list items named by their `name`
+        return error_lines(exc, ArchitectureFamily, where=named_items(data, "models", "name"))
     return []
 
 
