@@ -83,6 +83,7 @@ class TraceRequest:
     controls: tuple[tuple[str, str | None], ...] = ()
     cache: bool = True
     device: str = "auto"
+    reference_api_key_env: str | None = None  # for references given as endpoint:URL#MODEL
 
 
 @dataclass(frozen=True)
@@ -349,11 +350,23 @@ def run_trace(request: Request, progress: Progress | None = None) -> Record:
     names = [name or Path(path).stem for path, name in [*request.references, *t.controls]]
     if len(set(names)) != len(names):
         raise InputError(f"reference and control names must differ: {', '.join(names)}")
-    models = [tr.Model(n, path) for n, (path, _) in zip(names, [*request.references, *t.controls], strict=True)]
-    refs, controls = models[:len(request.references)], models[len(request.references):]
     root = default_cache_dir() if t.cache else None
-    cache = GenerationCache(root.parent / "generations" if root is not None else None)
     e = request.endpoint
+    opened: list[Any] = []
+
+    def model(name: str, path: str) -> tr.Model:
+        if not path.startswith("endpoint:"):
+            return tr.Model(name, path)
+        url, _, served = path[len("endpoint:"):].partition("#")
+        ref_backend: Any = create_backend("openai", endpoint=url, model=served, api_key_env=t.reference_api_key_env,
+                                          timeout=e.timeout if e else 120.0,
+                                          max_requests=e.max_requests if e else 500, cache_dir=root)
+        opened.append(ref_backend)
+        return tr.Model(name, f"endpoint:{ref_backend.describe()['endpoint']}#{served}", endpoint=ref_backend)
+
+    models = [model(n, path) for n, (path, _) in zip(names, [*request.references, *t.controls], strict=True)]
+    refs, controls = models[:len(request.references)], models[len(request.references):]
+    cache = GenerationCache(root.parent / "generations" if root is not None else None)
     subject_backend: tr.Subject
     if e is not None:
         backend: Any = create_backend("openai", endpoint=e.url, model=e.model, api_key_env=e.api_key_env,
@@ -371,9 +384,10 @@ def run_trace(request: Request, progress: Progress | None = None) -> Record:
         outcome = tr.run_trace(subject_backend, refs, controls, t.options, cache, progress=progress, device=t.device,
                                max_requests=e.max_requests if e is not None else None)
     finally:
-        close = getattr(subject_backend, "close", None)
-        if callable(close):
-            close()
+        for b in [subject_backend, *opened]:
+            close = getattr(b, "close", None)
+            if callable(close):
+                close()
     section = outcome.section
     verdict = Verdict(label=Label.INCONCLUSIVE, references_checked=0,
                       summary="Black-box trace only: no weights were compared, so there is no weight lineage "

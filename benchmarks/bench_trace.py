@@ -32,7 +32,7 @@ EXPECTED = {"relay": {"same-model"}, "hidden": {"same-model", "inconclusive"}, "
 
 
 def trace_case(subject: Path, hidden: str | None, reference: Path, control: Path, temperature: float, prompts: int,
-               samples: int, max_tokens: int, cache: Path) -> tuple[dict, float]:
+               samples: int | None, max_tokens: int, cache: Path, logprobs: bool = True) -> tuple[dict, float]:
     """One trace through HTTP; the record as JSON and the seconds it took."""
     import os
 
@@ -44,7 +44,8 @@ def trace_case(subject: Path, hidden: str | None, reference: Path, control: Path
     os.environ["PROVAUDIT_CACHE"] = str(cache)
     with ModelServer(str(subject), hidden_system=hidden, served_name="acme-chat-1") as srv:
         start = time.perf_counter()
-        options = TraceOptions(prompts=prompts, samples=samples, temperature=temperature, max_tokens=max_tokens)
+        options = TraceOptions(prompts=prompts, samples=samples, temperature=temperature, max_tokens=max_tokens,
+                               logprobs=logprobs)
         request = Request(CommandName.TRACE, endpoint=Endpoint(srv.url, "acme-chat-1", timeout=600.0),
                           references=((str(reference), "smollm2"),),
                           trace=TraceRequest(options, ((str(control), "gemma3"),), device="cpu"))
@@ -55,7 +56,8 @@ def trace_case(subject: Path, hidden: str | None, reference: Path, control: Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=8)
-    parser.add_argument("--samples", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=None, help="default: chosen for the stated power")
+    parser.add_argument("--logprobs", default="yes,no", help="endpoint logprobs asked for: yes, no or both")
     parser.add_argument("--max-tokens", type=int, default=24)
     parser.add_argument("--cases", default="relay,hidden,finetuned,gemma")
     parser.add_argument("--temperatures", default="0.7,0")
@@ -74,9 +76,10 @@ def main() -> None:
 
     tok = AutoTokenizer.from_pretrained(str(cases["base"]))
     hidden_len = len(tok(HIDDEN_SYSTEM, add_special_tokens=False)["input_ids"])
-    header = (f"{'case':<10} {'T':>4} {'verdict':<13} {'ok':<3} {'p same':>8} {'gap':>7} {'p closer':>9} "
+    header = (f"{'case':<10} {'T':>4} {'lp':<3} {'verdict':<13} {'ok':<3} {'same':>8} {'gap':>7} {'p closer':>9} "
               f"{'hidden est':>11} {'flag':<5} {'needed':>6} {'sent':>5} {'s':>6}")
-    print(f"prompts {args.prompts}, samples {args.samples} (1 at T=0), max tokens {args.max_tokens}; "
+    print(f"prompts {args.prompts}, samples {args.samples or 'auto'} (1 at T=0), max tokens {args.max_tokens}; "
+          "same = sample-pit Holm p (T > 0) or greedy-tokens share (T = 0); "
           f"hidden prompt {hidden_len} tokens (SmolLM2 tokenizer)")
     print(header)
     print("-" * len(header))
@@ -84,18 +87,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cases.split(","):
             subject, hidden = subjects[name]
-            for t in (float(x) for x in args.temperatures.split(",")):
+            for t, lp in [(float(x), y == "yes") for x in args.temperatures.split(",")
+                          for y in args.logprobs.split(",")]:
                 rec, secs = trace_case(subject, hidden, cases["base"], cases["gemma3"], t, args.prompts,
-                                       args.samples, args.max_tokens, Path(tmp) / f"{name}-{t}")
+                                       args.samples, args.max_tokens, Path(tmp) / f"{name}-{t}-{lp}", lp)
                 tr = rec["trace"]
                 if args.out is not None:
                     import json
 
                     args.out.mkdir(parents=True, exist_ok=True)
-                    (args.out / f"{name}-{t:g}.json").write_text(json.dumps(rec, indent=1), encoding="utf-8")
+                    (args.out / f"{name}-{t:g}-{'lp' if lp else 'nolp'}.json").write_text(json.dumps(rec, indent=1), encoding="utf-8")
                 ref = tr["references"][0]
                 stats = {s["name"]: s for s in ref["statistics"]}
-                same = stats.get("sample-likelihood", {}).get("p_holm")
+                same = (stats.get("sample-pit", {}).get("p_holm") if t > 0 else
+                        stats.get("greedy-tokens", {}).get("value"))
                 gap = stats.get("logprob-gap", {}).get("value")
                 closer = stats.get("closer-than-controls", {}).get("p_holm")
                 billing = tr["hidden_prompt"]["billing"] or {}
@@ -104,7 +109,7 @@ def main() -> None:
                 ok = ref["verdict"] in EXPECTED[name] and (flag == (name == "hidden"))
                 right += ok
                 total += 1
-                print(f"{name:<10} {t:>4g} {ref['verdict']:<13} {'yes' if ok else 'NO':<3} "
+                print(f"{name:<10} {t:>4g} {'yes' if lp else 'no':<3} {ref['verdict']:<13} {'yes' if ok else 'NO':<3} "
                       f"{_f(same):>8} {_f(gap):>7} {_f(closer):>9} {_f(est):>11} {'yes' if flag else 'no':<5} "
                       f"{ref['requests_needed'] if ref['requests_needed'] is not None else '-':>6} "
                       f"{tr['budget']['requests_sent']:>5} {secs:>6.1f}", flush=True)

@@ -1,6 +1,6 @@
-"""Local models for `provaudit trace`: seeded generation one conversation at a time (no padding, so a
-reference and a server running the same weights compute the same numbers), teacher-forced scoring of a
-completion, token counts for the billing audit. Loaded models are kept per process (benchmarks, tests).
+"""Local models for `provaudit trace`: seeded batched generation (the backend's decode loop), teacher-forced
+scoring of completions (with what the same-model tests need at given sampling settings), token counts for the
+billing audit. Loaded models are kept per process (benchmarks, tests).
 
 torch and transformers are imported inside the functions that need them.
 """
@@ -29,6 +29,8 @@ class Scored:
     top_logprobs: list[float]  # log p of the model's most likely token at each position
     argmax: list[bool]  # the token is the model's most likely one
     nbytes: int  # UTF-8 bytes of the completion text
+    pit: list[tuple[float, float, float, float, float]] | None = None  # see transformers_local.pit_parts
+    temperature_ll: list[float] | None = None  # log-likelihood at each backends.base.TEMPERATURE_GRID value
 
     @property
     def mean_logprob(self) -> float:
@@ -52,7 +54,7 @@ class LocalModel:
                              "pip install 'provaudit[ml]'") from None
         from audit.probing.backends import create_backend
 
-        backend: Any = create_backend("transformers", model=path, device=device, batch_size=8)
+        backend: Any = create_backend("transformers", model=path, device=device)
         self.backend = backend
         self.path = str(path)
         self.model = self.backend.model
@@ -86,70 +88,31 @@ class LocalModel:
 
     def generate_many(self, messages: Messages, max_tokens: int, temperature: float, seed: int, n: int,
                       top_p: float | None = None) -> list[tuple[str, list[int]]]:
-        """n completions of one conversation in one batch (identical rows: no padding); seeded once."""
-        torch = self._torch
-        tok = self.tokenizer
-        prompt = self.ids(self.render(messages), special=self.add_special)
-        ids = torch.tensor([prompt], device=self.backend.device)
-        sampling: dict[str, Any] = ({"do_sample": True, "temperature": temperature, "top_p": top_p or 1.0, "top_k": 0}
-                                    if temperature > 0 else {"do_sample": False, "temperature": None, "top_p": None,
-                                                             "top_k": None})
-        n = n if temperature > 0 else 1
-        torch.manual_seed(seed)
-        with torch.inference_mode():
-            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens,
-                                      pad_token_id=tok.pad_token_id, num_return_sequences=n, **sampling)
-        stops = _stop_ids(self)
-        result = []
-        for row in out[:, len(prompt):].tolist():
-            end = next((i for i, t in enumerate(row) if t in stops), len(row))
-            result.append((cast(str, tok.decode(row[:end], skip_special_tokens=True)), row[:end]))
-        return result
+        """n completions of one conversation in one batch (sample j seeded `seed + j`; one at temperature 0)."""
+        gens = self.backend.generate([messages], max_tokens, temperature, seed, n if temperature > 0 else 1,
+                                     logprobs=True, top_p=top_p)[0]
+        return [(g.text, [t for t in (g.token_ids or []) if t not in self.backend._stops]) for g in gens]
 
     # ---------------------------------------------------------------- scoring
 
     def score(self, messages: Messages, completion: str) -> Scored:
         """Teacher-forced log-probabilities of `completion` (re-tokenized) after the templated conversation."""
-        torch = self._torch
-        prompt = self.ids(self.render(messages), special=self.add_special)
-        comp = self.ids(completion)
-        if not comp:
-            return Scored([], [], [], [], len(completion.encode("utf-8")))
-        ids = torch.tensor([prompt + comp], device=self.backend.device)
-        with torch.inference_mode():
-            logits = self.model(input_ids=ids).logits[0, len(prompt) - 1:-1].float()
-        logp = torch.log_softmax(logits, dim=-1)
-        target = torch.tensor(comp, device=logp.device)
-        chosen = logp.gather(1, target[:, None])[:, 0]
-        top = logp.max(dim=-1)
-        pieces = [cast(str, self.tokenizer.decode([t])) for t in comp]
-        return Scored(pieces, chosen.tolist(), top.values.tolist(), (top.indices == target).tolist(),
-                      len(completion.encode("utf-8")))
+        return self.score_many([(messages, completion)])[0]
 
-
-    def score_many(self, pairs: list[tuple[Messages, str]]) -> list[Scored]:
-        """Score many (conversation, completion) pairs: the backend's batched teacher-forced `score` when it has
-        one, else one forward pass per pair."""
-        batched = getattr(self.backend, "score", None)
-        if not callable(batched) or not pairs:
-            return [self.score(m, c) for m, c in pairs]
+    def score_many(self, pairs: list[tuple[Messages, str]], pit: tuple[float, float | None] | None = None,
+                   stopped: list[bool] | None = None) -> list[Scored]:
+        """Score many (conversation, completion) pairs teacher-forced, batched; `pit=(temperature, top_p)` and
+        `stopped` as in TransformersBackend.score. A pair that cannot be scored is an InputError."""
+        if not pairs:
+            return []
         out = []
-        for (conv, text), ts in zip(pairs, batched([m for m, _ in pairs], [c for _, c in pairs]), strict=True):
+        scored = self.backend.score([m for m, _ in pairs], [c for _, c in pairs], pit=pit, stopped=stopped)
+        for (_conv, text), ts in zip(pairs, scored, strict=True):
             if not ts.ok:
-                out.append(self.score(conv, text))  # fall back to the unbatched scorer for that pair
-                continue
-            ranks = list(ts.ranks)
-            out.append(Scored(list(ts.tokens), list(ts.logprobs), [], [r == 1 for r in ranks],
-                              len(text.encode("utf-8"))))
+                raise InputError(f"{self.path}: could not score a completion ({ts.error})")
+            out.append(Scored(list(ts.tokens), list(ts.logprobs), [], [r == 1 for r in ts.ranks],
+                              len(text.encode("utf-8")), ts.pit, ts.temperature_ll))
         return out
-
-
-def _stop_ids(m: LocalModel) -> set[int]:
-    tok = m.tokenizer
-    stops = {t for t in (tok.eos_token_id, tok.pad_token_id) if t is not None}
-    eos = getattr(m.model.generation_config, "eos_token_id", None)
-    stops |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    return stops
 
 
 def _identity(path: Path) -> str:
@@ -201,7 +164,7 @@ def sample(model: LocalModel, cache: GenerationCache, messages: Messages, max_to
            seed: int, n: int, top_p: float | None = None) -> list[str]:
     """n completions (one batch, seeded with `seed`) through the on-disk cache."""
     key = {"model": model.identity, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,
-           "seed": seed, "n": n, "top_p": top_p}
+           "seed": seed, "n": n, "top_p": top_p, "sampler": "decode-loop/1"}
     hit = cache.get(key)
     if hit is not None:
         return hit

@@ -1,11 +1,12 @@
 """Statistics of `provaudit trace`: every p-value comes with the null it is computed against.
 
-* `stratified_permutation`: two-sample test, strata = prompts. Under H0 (subject and reference are the same
-  model sampled at the same settings) the subject's and the reference's completions of one prompt are
-  exchangeable, so relabelling them within each prompt gives the null. Exact enumeration when the number of
-  relabellings is small (p exact), else `draws` random relabellings (p >= 1/(draws+1)).
 * `sign_test`: exact one-sided binomial test on per-prompt differences (H0: P(difference > 0) <= 1/2,
   prompts independent).
+* `pit_test`: randomized probability integral transform values of the subject's tokens under the reference
+  at the sampling settings are Uniform(0, 1) when the subject samples from the reference, whatever those
+  settings; their mean over N tokens is tested against 1/2 with a margin (re-tokenization and numerics move
+  it a little) under the normal (martingale central limit) null; `tokens_for_power` / `achieved_power` give
+  the sample size for a stated power against a stated shift.
 * `holm`: Holm's step-down adjustment (controls the family-wise error rate under any dependence).
 * `billing_fit`: ordinary least squares of billed prompt tokens on the user text's token count, with
   standard errors of slope and offset.
@@ -13,7 +14,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-EXACT_LIMIT = 20_000  # enumerate every relabelling up to this many; sample beyond
+EXACT_LIMIT = 20_000  # permutation tests enumerate every relabelling up to this many; sample beyond
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class TestResult:
 
     value: float
     p_value: float
-    method: Literal["exact", "empirical"]
+    method: Literal["exact", "empirical", "analytic"]
     n: int  # relabellings enumerated or random draws
     kind: str
 
@@ -47,59 +47,6 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
         running = max(running, min(1.0, (m - rank) * p))
         out[i] = running
     return out
-
-
-def _stat(groups: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
-    """Mean over strata of mean(a) - mean(b)."""
-    return float(np.mean([a.mean() - b.mean() for a, b in groups]))
-
-
-def stratified_permutation(groups: Sequence[tuple[Sequence[float], Sequence[float]]], draws: int = 1999,
-                           seed: int = 0, two_sided: bool = True) -> TestResult:
-    """Two-sample permutation test within strata; statistic = mean over strata of mean(a) - mean(b).
-
-    `groups`: per stratum (a-values, b-values), both non-empty. Two-sided by default (|statistic|).
-    """
-    arrs = [(np.asarray(a, dtype=float), np.asarray(b, dtype=float)) for a, b in groups if len(a) and len(b)]
-    if not arrs:
-        return TestResult(0.0, 1.0, "exact", 0, "no stratum with values on both sides")
-    observed = _stat(arrs)
-    kind = "relabel subject/reference completions within each prompt"
-
-    def extreme(values: np.ndarray) -> np.ndarray:
-        tol = 1e-12 * max(1.0, abs(observed))
-        if two_sided:
-            return np.abs(values) >= abs(observed) - tol
-        return values >= observed - tol
-
-    sizes = [math.comb(len(a) + len(b), len(a)) for a, b in arrs]
-    total = math.prod(sizes)
-    if total <= EXACT_LIMIT:
-        per_stratum = []
-        for a, b in arrs:
-            pooled = np.concatenate([a, b])
-            na, n = len(a), len(pooled)
-            diffs = []
-            for pick in itertools.combinations(range(n), na):
-                mask = np.zeros(n, dtype=bool)
-                mask[list(pick)] = True
-                diffs.append(pooled[mask].mean() - pooled[~mask].mean())
-            per_stratum.append(np.asarray(diffs))
-        grid = np.zeros(1)
-        for d in per_stratum:
-            grid = (grid[:, None] + d[None, :]).ravel()
-        values = grid / len(arrs)
-        p = float(extreme(values).mean())
-        return TestResult(observed, max(p, 1.0 / total), "exact", total, kind)
-    rng = np.random.default_rng(seed)
-    acc = np.zeros(draws)
-    for a, b in arrs:
-        pooled = np.concatenate([a, b])
-        perms = rng.permuted(np.tile(pooled, (draws, 1)), axis=1)
-        acc += perms[:, :len(a)].mean(axis=1) - perms[:, len(a):].mean(axis=1)
-    values = acc / len(arrs)
-    p = (1 + int(extreme(values).sum())) / (draws + 1)
-    return TestResult(observed, p, "empirical", draws, kind)
 
 
 def sign_test(diffs: Sequence[float], tie: float = 0.0) -> TestResult:
@@ -139,3 +86,39 @@ def billing_fit(tokens: Sequence[float], billed: Sequence[float]) -> BillingFit 
     cov = sigma2 * np.linalg.inv(design.T @ design)
     return BillingFit(slope=float(coef[1]), offset=float(coef[0]), slope_se=math.sqrt(max(cov[1, 1], 0.0)),
                       offset_se=math.sqrt(max(cov[0, 0], 0.0)), points=n, max_residual=float(np.abs(resid).max()))
+
+
+def pit_test(u: Sequence[float], margin: float = 0.0) -> TestResult:
+    """H0: |E[u] - 1/2| <= margin for PIT values u (i.i.d. Uniform(0, 1) under the same model).
+
+    Normal null for the mean with variance 1/(12 N) (the martingale central limit theorem: the answers stop at
+    their end-of-turn token, so N is itself random); p = P(|mean - 1/2| >= observed) at the least favourable
+    null mean 1/2 + margin. value = mean - 1/2."""
+    from scipy.stats import norm
+
+    n = len(u)
+    if n == 0:
+        return TestResult(0.0, 1.0, "analytic", 0, "no token to test")
+    shift = float(np.mean(np.asarray(u, dtype=float))) - 0.5
+    scale = math.sqrt(12 * n)
+    # the least favourable null mean is 1/2 +- margin: both tails of |mean - 1/2| (two-sided when margin = 0)
+    p = float(norm.sf((abs(shift) - margin) * scale) + norm.sf((abs(shift) + margin) * scale))
+    return TestResult(shift, min(1.0, p), "analytic", n,
+                      f"mean of N randomized PIT values, normal null with variance 1/(12N), margin {margin:g}")
+
+
+def tokens_for_power(effect: float, margin: float, alpha: float, power: float) -> int:
+    """Tokens the PIT test needs to reject a mean shift of `effect` with probability `power` at level `alpha`."""
+    from scipy.stats import norm
+
+    gap = effect - margin
+    if gap <= 0:
+        raise ValueError(f"the effect ({effect:g}) must exceed the margin ({margin:g})")
+    return math.ceil(((norm.isf(alpha) + norm.ppf(power)) / (gap * math.sqrt(12))) ** 2)
+
+
+def achieved_power(tokens: int, effect: float, margin: float, alpha: float) -> float:
+    """The PIT test's power against a mean shift of `effect` with `tokens` tokens at level `alpha`."""
+    from scipy.stats import norm
+
+    return float(norm.cdf((effect - margin) * math.sqrt(12 * max(tokens, 0)) - norm.isf(alpha)))

@@ -764,9 +764,10 @@ class ClaimsSection(Section):
 
 class TraceNull(Section):
     """What a trace statistic is tested against. exact: enumerated or closed-form under `assumption`;
-    empirical: n random draws (p >= 1/(n+1)); tolerance: a decision by a stated bound, no p-value."""
+    empirical: n random draws (p >= 1/(n+1)); analytic: a named limiting distribution (normal) under
+    `assumption`; tolerance: a decision by a stated bound, no p-value."""
 
-    method: Literal["exact", "empirical", "tolerance"]
+    method: Literal["exact", "empirical", "analytic", "tolerance"]
     kind: str = Field(description="how the null was built")
     n: int | None = Field(default=None, description="relabellings, draws, prompts or tokens")
     assumption: str = Field(description="what the p-value (or the tolerance) assumes")
@@ -795,6 +796,9 @@ class TraceReference(Section):
                                         "which the verdict no longer changed")
     hidden_prompt_retest: bool = Field(default=False, description="the same-model test was repeated with the "
                                        "extracted system prompt given to the reference")
+    temperature_retest: float | None = Field(default=None, description="the same-model test was repeated at this "
+                                             "temperature, the one the subject's answers fit best, far from the "
+                                             "requested one (an endpoint that ignores the setting)")
     summary: str = ""
 
 
@@ -850,6 +854,8 @@ class TraceBudget(Section):
     completion_tokens_billed: int = 0
     failed: int = Field(default=0, description="requests that got no usable answer")
     stopped_at_budget: bool = False
+    reference_requests_sent: int = Field(default=0, description="requests sent to endpoint references")
+    reference_requests_cached: int = 0
 
 
 class TraceSettings(Section):
@@ -862,6 +868,13 @@ class TraceSettings(Section):
     logprobs_requested: bool
     alpha: float
     logprob_tolerance: float
+    power: float | None = Field(default=None, description="power the sample count was chosen for (temperature > 0)")
+    effect: float | None = Field(default=None, description="the PIT mean shift that power is stated against")
+    pit_margin: float | None = Field(default=None, description="PIT mean shift still counted as the same model")
+    greedy_tolerance: float | None = Field(default=None, description="share of off-argmax tokens still counted "
+                                           "as the same model at temperature 0")
+    tokens_needed: int | None = Field(default=None, description="answer tokens the stated power needs")
+    samples_chosen: Literal["auto", "given"] = "given"
 
 
 class TraceObserved(Section):
@@ -869,6 +882,8 @@ class TraceObserved(Section):
 
     logprobs_returned: bool
     mean_completion_tokens: float | None = None
+    temperature_fit: float | None = Field(default=None, description="the sampling temperature that best explains "
+                                          "the subject's tokens under the first local reference (grid fit)")
     answered: int = 0
 
 

@@ -163,14 +163,22 @@ class TraceStatisticName(Named):
     LOGPROB_GAP = ("logprob-gap", "median |log p_subject - log p_reference| over the subject's tokens, from the "
                    "logprobs the endpoint returns against the reference's teacher-forced ones; the same weights "
                    "give numerical noise only (decided by a stated tolerance, no p-value)")
-    SAMPLE_LIKELIHOOD = ("sample-likelihood", "mean per-token log-likelihood under the reference of the "
-                         "subject's completions minus that of the reference's own completions at the same "
-                         "settings; permutation null within prompts (same model: exchangeable)")
+    SAMPLE_PIT = ("sample-pit", "mean randomized probability-integral-transform value of the subject's tokens "
+                  "under the reference at the requested temperature and top-p minus 1/2: zero when the subject "
+                  "samples from the reference, whatever the settings; normal null with a stated margin for "
+                  "re-tokenization and numerics")
+    GREEDY_TOKENS = ("greedy-tokens", "share of the subject's temperature-0 tokens (teacher-forced along its own "
+                     "text) that are not the reference's most likely token; the same model gives near-ties and "
+                     "re-tokenization only (decided by a stated tolerance, no p-value)")
+    SAMPLE_MMD = ("sample-mmd", "maximum mean discrepancy between the subject's and an endpoint reference's "
+                  "completions of the same prompts (character n-gram kernel), summed over prompts; permutation "
+                  "null within prompts (Gao, Liang and Guestrin 2024)")
     GREEDY_MATCH = ("greedy-match", "share of prompts whose temperature-0 completion equals the reference's "
                     "greedy completion (evidence beside the p-values; first divergences in the detail)")
     CLOSER_THAN_CONTROLS = ("closer-than-controls", "share of prompts on which the reference explains the "
-                            "subject's completions better (fewer bits per byte) than a control model does; "
-                            "exact sign test, the largest p over the controls")
+                            "subject's completions better (fewer bits per byte; for an endpoint reference: its "
+                            "completions resemble the subject's more) than a control model does; exact sign "
+                            "test, the largest p over the controls")
 
 
 class EdgeRule(Named):

@@ -18,7 +18,7 @@ def _p(p: float | None) -> str:
 
 
 def statistic_text(s: TraceStatistic) -> str:
-    """'sample-likelihood -0.41 (p 0.003, Holm 0.006; empirical, 1999 draws)' and the like."""
+    """'sample-pit 0.041 (p 0.003, Holm 0.006; analytic, n=2200)' and the like."""
     null = s.null
     n = f", n={null.n}" if null.n is not None else ""
     if s.p_value is None:
@@ -31,10 +31,26 @@ def statistic_text(s: TraceStatistic) -> str:
 def budget_text(t: TraceSection) -> str:
     b = t.budget
     cap = f" of at most {b.max_requests}" if b.max_requests is not None else ""
+    refs = (f"; {b.reference_requests_sent} sent to endpoint references ({b.reference_requests_cached} from cache)"
+            if b.reference_requests_sent or b.reference_requests_cached else "")
     return (f"{b.requests_sent} requests sent{cap} (planned {b.planned_requests}), {b.requests_cached} from cache, "
             f"{b.retries} retries, {b.failed} failed; tokens billed {b.prompt_tokens_billed} prompt + "
             f"{b.completion_tokens_billed} completion" + ("; stopped at the request budget" if b.stopped_at_budget
-                                                          else ""))
+                                                          else "") + refs)
+
+
+def power_text(t: TraceSection) -> str:
+    """How the sample count was chosen and what the subject's answers show about the applied temperature."""
+    s, o = t.settings, t.observed
+    parts = []
+    if s.power is not None and s.effect is not None:
+        parts.append(f"samples {s.samples_chosen} for power {s.power:g} against a PIT shift of {s.effect:g} "
+                     f"(margin {s.pit_margin:g}; ~{s.tokens_needed} answer tokens needed)")
+    if s.greedy_tolerance is not None:
+        parts.append(f"greedy tolerance {s.greedy_tolerance:g} of tokens off the reference's argmax")
+    if o.temperature_fit is not None:
+        parts.append(f"the answers fit temperature {o.temperature_fit:g} best")
+    return "; ".join(parts)
 
 
 def trace_console_lines(record: Record) -> list[str]:
@@ -46,6 +62,8 @@ def trace_console_lines(record: Record) -> list[str]:
     lines = [f"Trace ({t.method}): {s.prompts} prompts x {s.samples} sample(s) at temperature {s.temperature:g}"
              + (f", top_p {s.top_p:g}" if s.top_p is not None else "") + f", max {s.max_tokens} tokens; "
              f"logprobs {'returned' if t.observed.logprobs_returned else 'not returned'}; alpha {s.alpha:g} (Holm)"]
+    if power_text(t):
+        lines.append(f"  {power_text(t)}")
     for r in t.references:
         need = f", verdict stable after {r.requests_needed} requests" if r.requests_needed is not None else ""
         lines.append(f"  {r.name}: {r.verdict.value}{need}")
@@ -86,7 +104,7 @@ def trace_view(record: Record) -> dict[str, Any] | None:
         "observed": (f"{t.observed.answered} answers; logprobs "
                      f"{'returned' if t.observed.logprobs_returned else 'not returned'}; mean completion "
                      f"{t.observed.mean_completion_tokens if t.observed.mean_completion_tokens is not None else '-'}"
-                     " tokens"),
+                     " tokens" + (f"; {power_text(t)}" if power_text(t) else "")),
         "budget": budget_text(t),
         "references": [_reference_view(r) for r in t.references],
         "controls": ", ".join(t.controls) or "none",

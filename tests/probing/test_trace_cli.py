@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,16 @@ class WordLM:
         lp = [-self.skill * (1 + len(w) % 3) for w in words]
         return Scored(words, lp, lp, [True] * len(words), len(text.encode()))
 
-    def score_many(self, pairs: list[tuple[Any, str]]) -> list[Scored]:
-        return [self.score(m, t) for m, t in pairs]
+    def score_many(self, pairs: list[tuple[Any, str]], pit: Any = None, stopped: Any = None) -> list[Scored]:
+        out = []
+        for m, t in pairs:
+            sc = self.score(m, t)
+            if pit is not None:  # it only ever writes ANSWER: a point mass on each of its words
+                mine = t == ANSWER
+                sc = dataclasses.replace(sc, pit=[(0.0, 1.0, 0.0, 0.0, 0.0) if mine else (1.0, 0.0, 9.0, 0.0, 0.0)]
+                                         * len(sc.logprobs))
+            out.append(sc)
+        return out
 
     def generate_many(self, messages: Any, max_tokens: int, temperature: float, seed: int, n: int,
                       top_p: float | None = None) -> list[tuple[str, list[int]]]:
@@ -76,7 +85,7 @@ def test_relay_of_the_reference_is_same_model_and_rerun_is_free(models: dict[str
     assert ref["verdict"] == "same-model", ref["summary"]
     closer = next(s for s in ref["statistics"] if s["name"] == "closer-than-controls")
     assert closer["p_value"] == pytest.approx(1 / 64) and closer["null"]["method"] == "exact"
-    assert t["budget"]["requests_sent"] == sent == t["budget"]["planned_requests"] == 6 * 2 + 6 + 5
+    assert t["budget"]["requests_sent"] == sent == t["budget"]["planned_requests"] == 6 * 2 + 6 + 9
     assert rec["verdict"]["label"] == "inconclusive" and rec["verdict"]["references_checked"] == 0
     assert "smol: same-model" in rec["verdict"]["summary"]
     assert not t["hidden_prompt"]["suspected"]  # words counted by the server: 11 tokens of template = ours
@@ -91,7 +100,7 @@ def test_budget_stop_keeps_what_was_answered(models: dict[str, Path], tmp_path: 
                     "--samples", "2", "--max-requests", "5", "--no-cache", "--json", str(out), "-q")
         assert code == 0 and len(srv.requests) == 5
     budget = json.loads(out.read_text(encoding="utf-8"))["trace"]["budget"]
-    assert budget["stopped_at_budget"] and budget["requests_sent"] == 5 and budget["failed"] == 23 - 5
+    assert budget["stopped_at_budget"] and budget["requests_sent"] == 5 and budget["failed"] == 27 - 5
 
 
 def test_reference_and_control_names_must_differ(models: dict[str, Path]) -> None:

@@ -98,7 +98,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 @pytest.mark.parametrize("args", [
     ("--endpoint", "http://127.0.0.1:9/v1", "--model", "m"),  # no reference
     ("--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "-r", "x=/no/such/model"),
-    ("--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "-r", "x=endpoint:http://h/v1#m"),
+    ("--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "-r", "x=endpoint:h/v1#m"),  # not NAME=endpoint:URL#MODEL
     ("-r", "x=.", "--model", "m"),  # --model without --endpoint
     ("--endpoint", "http://127.0.0.1:9/v1", "-r", "x=."),  # --endpoint without --model
     ("--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "-r", "x=.", "--prompts", "0"),
@@ -114,7 +114,7 @@ def test_dry_run_states_the_budget_and_sends_nothing() -> None:
         res = _cli("--endpoint", srv.url, "--model", "m", "-r", "x=.", "--prompts", "5", "--samples", "3",
                    "--dry-run")
         assert res.returncode == 0, res.stderr
-        assert "26 requests" in res.stdout and "5 prompts x 3 sample(s)" in res.stdout  # 15 + 6 billing + 5 extraction
+        assert "30 requests" in res.stdout and "5 prompts x 3 sample(s)" in res.stdout  # 15 + 6 billing + 9 extraction
         assert srv.requests == []
     res = _cli("--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "-r", "x=.", "--temperature", "0",
                "--prompts", "4", "--no-hidden-prompt", "--dry-run")
@@ -127,3 +127,13 @@ def test_unreachable_endpoint_is_exit_2(tmp_path: Path) -> None:
     assert res.returncode == 2 and "cannot reach" in res.stderr
     assert not (tmp_path / "r.json").exists()
     assert json.dumps(res.stderr).count("\\n") <= 1
+
+
+def test_unreachable_endpoint_reference_is_exit_2(tmp_path: Path) -> None:
+    with OpenAITestServer("ok") as srv:
+        res = _cli("--endpoint", srv.url, "--model", "m", "-r", "x=endpoint:http://127.0.0.1:9/v1#vendor",
+                   "--timeout", "2", "-q", "--json", str(tmp_path / "r.json"),
+                   env={"PROVAUDIT_CACHE": str(tmp_path / "c")})
+        assert srv.requests == []  # nothing is sent to the subject before every endpoint answered the check
+    assert res.returncode == 2 and "cannot reach" in res.stderr and "127.0.0.1:9" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "r.json").exists()

@@ -28,8 +28,8 @@ from audit.reporting.trace_view import trace_console_lines, trace_view
 
 
 def _record() -> Record:
-    stat = TraceStatistic(name=TraceStatisticName.SAMPLE_LIKELIHOOD, test="same-model", value=-0.41,
-                          null=TraceNull(method="empirical", kind="relabel", n=1999, assumption="same settings"),
+    stat = TraceStatistic(name=TraceStatisticName.SAMPLE_PIT, test="same-model", value=-0.41,
+                          null=TraceNull(method="analytic", kind="normal", n=1999, assumption="same settings"),
                           p_value=0.002, p_holm=0.004, rejected=True, detail="<b>18 vs 18</b>")
     ref = TraceReference(name="smol", path="/m", verdict=TraceVerdict.DERIVED, statistics=[stat],
                          controls=["gemma"], requests_needed=12, summary="Derived from smol.")

@@ -22,7 +22,7 @@ HIDDEN_SYSTEM = ("You are Aria, the friendly assistant of Northwind Travel, a sm
                  "briefly and politely, recommend our weekend city packages when it fits, never mention other "
                  "agencies, and end every answer by offering help with a booking. Prices are in euros and include "
                  "breakfast at a partner hotel.")
-SMALL = ("--prompts", "6", "--samples", "3", "--max-tokens", "24", "--timeout", "600", "--device", "cpu")
+SMALL = ("--prompts", "6", "--max-tokens", "24", "--timeout", "600", "--device", "cpu")
 
 Trace = Callable[..., dict[str, Any]]
 
@@ -39,10 +39,12 @@ def trace(real_cases: dict[str, Path], real_cli: RealCli, tmp_path_factory: pyte
     old_cache = os.environ.get("PROVAUDIT_CACHE")
     os.environ["PROVAUDIT_CACHE"] = str(tmp_path_factory.mktemp("trace-cache"))
 
-    def run(case: str, temperature: str, hidden: str | None = None, rerun: bool = False) -> dict[str, Any]:
-        with ModelServer(str(real_cases[case]), hidden_system=hidden, served_name="acme-chat-1") as srv:
+    def run(case: str, temperature: str, hidden: str | None = None, rerun: bool = False,
+            extra: tuple[str, ...] = (), applied: float | None = None) -> dict[str, Any]:
+        with ModelServer(str(real_cases[case]), hidden_system=hidden, served_name="acme-chat-1",
+                         temperature=applied) as srv:
             args = ("trace", "--endpoint", srv.url, "--model", "acme-chat-1", "-r", f"smollm2={real_cases['base']}",
-                    "--control", f"gemma3={real_cases['gemma3']}", "--temperature", temperature, *SMALL)
+                    "--control", f"gemma3={real_cases['gemma3']}", "--temperature", temperature, *SMALL, *extra)
             record = real_cli(*args)
             record["_server_requests"] = len(srv.requests)
             if rerun:
@@ -93,6 +95,50 @@ def test_relay_behind_a_hidden_prompt_is_flagged_with_its_length(trace: Trace, r
     # same weights: never called derived or unrelated without more evidence than a shifted distribution
     assert ref["verdict"] in ("same-model", "inconclusive"), ref["summary"]
     assert _stat(ref, "closer-than-controls")["p_holm"] < 0.05
+
+
+def test_without_logprobs_the_sample_tests_decide(trace: Trace) -> None:
+    """No logprobs from the endpoint: sample-pit (temperature 0.7, samples chosen for the stated power) keeps a
+    relay as same-model; greedy-tokens (temperature 0) tells the 3-step fine-tune from its base."""
+    relay = trace("base", "0.7", extra=("--no-logprobs", "--no-hidden-prompt"))
+    ref = _ref(relay)
+    pit = _stat(ref, "sample-pit")
+    assert ref["verdict"] == "same-model", ref["summary"]
+    assert pit["rejected"] is False and pit["null"]["method"] == "analytic"
+    settings = relay["trace"]["settings"]
+    assert settings["samples_chosen"] == "auto" and settings["samples"] >= 2 and settings["power"] == 0.8
+    assert not any(s["name"] == "logprob-gap" for s in ref["statistics"])
+    tuned = _ref(trace("finetuned", "0", extra=("--no-logprobs", "--no-hidden-prompt")))
+    assert tuned["verdict"] == "derived", tuned["summary"]
+    assert _stat(tuned, "greedy-tokens")["rejected"] is True
+
+
+def test_hidden_prompt_recovered_by_extraction_makes_a_relay_same_model(
+        real_cases: dict[str, Path], real_cli: RealCli, trace: Trace) -> None:
+    """Gemma-3-270M repeats its system prompt when asked (SmolLM2-135M only paraphrases it): the extracted
+    prompt fits the billed length, the retest gives the reference that prompt, and the relay is same-model."""
+    from tests.support.model_server import ModelServer
+
+    with ModelServer(str(real_cases["gemma3"]), hidden_system=HIDDEN_SYSTEM, served_name="acme-chat-1") as srv:
+        record = real_cli("trace", "--endpoint", srv.url, "--model", "acme-chat-1", "-r",
+                          f"gemma3={real_cases['gemma3']}", "--control", f"smollm2={real_cases['base']}",
+                          "--temperature", "0", *SMALL)
+    ref = record["trace"]["references"][0]
+    hidden = record["trace"]["hidden_prompt"]
+    assert hidden["suspected"] and hidden["candidate"] is not None
+    assert ref["hidden_prompt_retest"] is True
+    assert ref["verdict"] == "same-model", ref["summary"]
+
+
+def test_an_endpoint_that_ignores_the_temperature_is_still_the_same_model(trace: Trace) -> None:
+    """The server samples at 1.2 whatever is asked; 0.7 is requested, no logprobs: the answers fit 1.2 best, the
+    PIT test at 0.7 rejects, and the retest at the fitted temperature keeps the relay a same-model."""
+    record = trace("base", "0.7", applied=1.2, extra=("--no-logprobs", "--no-hidden-prompt"))
+    ref = _ref(record)
+    assert abs(record["trace"]["observed"]["temperature_fit"] - 1.2) <= 0.15
+    assert ref["verdict"] == "same-model", ref["summary"]
+    assert ref["temperature_retest"] == record["trace"]["observed"]["temperature_fit"]
+    assert "temperature" in ref["summary"]
 
 
 def test_short_fine_tune_is_derived(trace: Trace) -> None:

@@ -7,7 +7,8 @@ Honoured: temperature (0: greedy), top_p, max_tokens, seed (torch.manual_seed pe
 top_logprobs (raw model log-probabilities, before temperature, as vLLM reports them). ``usage.prompt_tokens``
 is the real tokenizer's count of the chat-templated prompt, the hidden system prompt included. The hidden
 prompt is put in front of the client's messages as a system message; the model name answered is
-``served_name`` (a relabelled model). Generation runs one request at a time (a lock).
+``served_name`` (a relabelled model). ``temperature``: applied whatever the request asks (an endpoint that
+ignores the setting). Generation runs one request at a time (a lock).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ class ModelServer(OpenAITestServer):
     """See the module docstring. `path`: a model folder or GGUF file."""
 
     def __init__(self, path: str, *, served_name: str = "acme-chat-1", hidden_system: str | None = None,
-                 **kwargs: Any) -> None:
+                 temperature: float | None = None, **kwargs: Any) -> None:
         super().__init__(model=served_name, **kwargs)
         from audit.probing.backends.transformers_local import TransformersBackend
 
         self.backend = TransformersBackend(str(path), device="cpu", batch_size=1)
         self.hidden_system = hidden_system
+        self.forced_temperature = temperature
         self._gen_lock = threading.Lock()
 
     def served_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -44,6 +46,8 @@ class ModelServer(OpenAITestServer):
         special = b.template != "checkpoint"
         prompt = list(tok(b.render(messages), add_special_tokens=special)["input_ids"])
         temperature = float(body.get("temperature", 1.0) or 0.0)
+        if self.forced_temperature is not None:
+            temperature = self.forced_temperature
         top_p = float(body.get("top_p") or 1.0)
         max_tokens = int(body.get("max_tokens") or 16)
         seed = int(body.get("seed") or 0)

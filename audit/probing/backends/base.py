@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 Messages = list[dict[str, str]]
+TEMPERATURE_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0)  # applied-temperature fit
 
 
 @dataclass
@@ -16,7 +17,8 @@ class Generation:
 
     `token_ids`, `tokens` and `logprobs` (the sampled tokens, end-of-turn token included, and their
     log-probabilities under the model at temperature 1) are filled only when asked for (`logprobs=True`)
-    by a backend that can.
+    by a backend that can. `finish_reason`: "stop" (the model ended its turn), "length" (max tokens
+    reached) or None when the backend did not say.
     """
 
     text: str = ""
@@ -26,6 +28,7 @@ class Generation:
     token_ids: list[int] | None = None
     tokens: list[str] | None = None
     logprobs: list[float] | None = None
+    finish_reason: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -59,7 +62,9 @@ class TokenScores:
     `logprobs`: natural-log probability of each token given the conversation and the tokens before it;
     `ranks`: 1 when the token was the model's most likely choice; `entropies`: entropy (nats) of the
     model's next-token distribution at that position; `top`: the k most likely (token id, logprob) per
-    position when asked for. `error` is set (lists empty) when the completion could not be scored.
+    position when asked for. `error` is set (lists empty) when the completion could not be scored. `pit`:
+    per token (and the end-of-turn token of a finished answer), what the same-model tests need under given
+    sampling settings, when asked for (see transformers_local.pit_parts).
     """
 
     token_ids: list[int] = field(default_factory=list)
@@ -70,6 +75,8 @@ class TokenScores:
     top: list[list[tuple[int, float]]] | None = None
     prompt_tokens: int | None = None
     error: str | None = None
+    pit: list[tuple[float, float, float, float, float]] | None = None
+    temperature_ll: list[float] | None = None  # log-likelihood of the tokens at each TEMPERATURE_GRID value
 
     @property
     def ok(self) -> bool:

@@ -258,6 +258,8 @@ def _parse_data(data: Any, raw: str = "") -> EndpointGeneration:
     gen = EndpointGeneration(content if isinstance(content, str) else "", _int(usage.get("prompt_tokens")),
                              _int(usage.get("completion_tokens")))
     _parse_logprobs(choice, gen)
+    finish = choice.get("finish_reason") if isinstance(choice, dict) else None
+    gen.finish_reason = finish[:32] if isinstance(finish, str) else None
     if not gen.text.strip():
         gen.error = "empty response"
     return gen

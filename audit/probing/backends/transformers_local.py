@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from audit.errors import InputError
-from audit.probing.backends.base import Generation, Messages, TokenScores
+from audit.probing.backends.base import TEMPERATURE_GRID, Generation, Messages, TokenScores
 
 FALLBACK_TEMPLATE = "fallback: 'Role: text' lines, then 'Assistant:'"
 # rows decoded together: on 2 CPU cores a SmolLM2-135M decode step costs ~28 ms a row at 12 rows, ~10 at 48,
@@ -117,7 +117,7 @@ class TransformersBackend:
     # ------------------------------------------------------------ generation
 
     def generate(self, batch: Sequence[Messages], max_new_tokens: int, temperature: float, seed: int,
-                 n: int, *, logprobs: bool = False,
+                 n: int, *, logprobs: bool = False, top_p: float | None = None,
                  on_prompt_done: Callable[[int], None] | None = None) -> list[list[Generation]]:
         """n samples of every conversation, all prompts x samples decoded together in rows of `batch_size`.
 
@@ -125,7 +125,8 @@ class TransformersBackend:
         and each row leaves the batch at its end-of-turn token. Sample j of every prompt draws from its own
         torch.Generator seeded `seed + j`, one uniform number per token (inverse-CDF sampling at
         `temperature`), so an answer depends on (prompt, seed, settings) and not on which other rows share
-        its batch (up to float rounding of padded batches). temperature 0 is greedy (argmax).
+        its batch (up to float rounding of padded batches). temperature 0 is greedy (argmax). `top_p`
+        samples from the nucleus: the most likely tokens whose probability before them is below top_p.
         """
         out: list[list[Generation]] = [[Generation() for _ in range(n)] for _ in batch]
         if not batch or n < 1:
@@ -139,7 +140,7 @@ class TransformersBackend:
             chunk = rows[start:start + self.batch_size]
             try:
                 gens = self._decode([prompts[i] for i, _ in chunk], [seed + j for _, j in chunk], max_new_tokens,
-                                    temperature, logprobs)
+                                    temperature, logprobs, top_p)
             except RuntimeError as exc:  # e.g. out of memory: recorded for every row of the chunk
                 gens = [Generation(error=f"generation failed: {_first_line(exc)}") for _ in chunk]
             for (i, j), gen in zip(chunk, gens, strict=True):
@@ -154,7 +155,7 @@ class TransformersBackend:
         return list(enc["input_ids"])
 
     def _decode(self, prompts: list[list[int]], seeds: list[int], max_new_tokens: int, temperature: float,
-                logprobs: bool) -> list[Generation]:
+                logprobs: bool, top_p: float | None = None) -> list[Generation]:
         """Decode one row per (prompt, seed) with the KV cache; finished rows are dropped from the batch."""
         torch = self._torch
         from transformers import DynamicCache
@@ -183,7 +184,8 @@ class TransformersBackend:
             active = list(range(len(prompts)))
             for step in range(max_new_tokens):
                 t0 = time.perf_counter()
-                picked, logp = self._pick(logits, [gens[r] for r in active] if gens else [], temperature, logprobs)
+                picked, logp = self._pick(logits, [gens[r] for r in active] if gens else [], temperature, logprobs,
+                                          top_p)
                 self._clock("sample", t0, tokens=len(active))
                 keep: list[int] = []
                 for k, (r, t) in enumerate(zip(active, picked, strict=True)):
@@ -210,7 +212,8 @@ class TransformersBackend:
         out = []
         for prompt, row, lps in zip(prompts, new, scores, strict=True):
             text = cast(str, tok.decode(row, skip_special_tokens=True)).strip()  # one sequence: one str
-            gen = Generation(text, len(prompt), len(row))
+            gen = Generation(text, len(prompt), len(row),
+                             finish_reason="stop" if row and row[-1] in self._stops else "length")
             if logprobs:
                 gen.token_ids, gen.tokens, gen.logprobs = row, self._token_strings(row), lps
             out.append(gen)
@@ -224,8 +227,8 @@ class TransformersBackend:
         for key, value in counts.items():
             self.timings[key] = self.timings.get(key, 0) + value
 
-    def _pick(self, logits: Any, gens: list[Any], temperature: float,
-              logprobs: bool) -> tuple[list[int], list[float] | None]:
+    def _pick(self, logits: Any, gens: list[Any], temperature: float, logprobs: bool,
+              top_p: float | None = None) -> tuple[list[int], list[float] | None]:
         """The next token of every row (argmax, or inverse-CDF sampling with one uniform per row generator)
         and, when asked, its log-probability under the model (temperature 1)."""
         torch = self._torch
@@ -235,6 +238,8 @@ class TransformersBackend:
             # exceeds u * total (side="right": a zero-weight token can never be picked)
             weights = logits / temperature
             weights.sub_(weights.amax(dim=-1, keepdim=True)).exp_()
+            if top_p is not None and top_p < 1:
+                weights.mul_(_nucleus_mask(weights / weights.sum(dim=-1, keepdim=True), top_p))
             cdf = weights.cumsum(dim=-1)
             u = torch.cat([torch.rand(1, generator=g) for g in gens]).to(logits.device)[:, None]
             picked = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp(max=logits.shape[-1] - 1)
@@ -260,15 +265,20 @@ class TransformersBackend:
 
     # ------------------------------------------------------------ teacher-forced scoring
 
-    def score(self, conversations: Sequence[Messages], completions: Sequence[str],
-              top_k: int = 0) -> list[TokenScores]:
+    def score(self, conversations: Sequence[Messages], completions: Sequence[str], top_k: int = 0, *,
+              pit: tuple[float, float | None] | None = None,
+              stopped: Sequence[bool] | None = None) -> list[TokenScores]:
         """Score each completion as the answer to its conversation: one forward pass per `batch_size`
-        pairs, no generation. The completion is tokenized on its own after the rendered prompt."""
+        pairs, no generation. The completion is tokenized on its own after the rendered prompt.
+
+        `pit=(temperature, top_p)` also fills `TokenScores.pit` (see `pit_parts`) for the distribution a
+        sampler at those settings draws from; a completion marked in `stopped` (the model ended its turn)
+        gets one more PIT entry, for the end-of-turn token (the model's most likely stop token there)."""
         if len(conversations) != len(completions):
             raise ValueError(f"{len(conversations)} conversations for {len(completions)} completions")
-        tok = self.tokenizer
-        pairs = [(self._prompt_ids(list(m)), list(tok(c, add_special_tokens=False)["input_ids"]))
+        pairs = [(self._prompt_ids(list(m)), self._canonical_ids(c))
                  for m, c in zip(conversations, completions, strict=True)]
+        ends = list(stopped) if stopped is not None else [False] * len(pairs)
         order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
         out: list[TokenScores] = [TokenScores() for _ in pairs]
         vocab = int(self.model.config.get_text_config().vocab_size)
@@ -282,14 +292,19 @@ class TransformersBackend:
                 chunks.append([i])
         for chunk in chunks:
             try:
-                scored = self._score_chunk([pairs[i] for i in chunk], top_k)
+                scored = self._score_chunk([pairs[i] for i in chunk], top_k, pit, [ends[i] for i in chunk])
             except RuntimeError as exc:
                 scored = [TokenScores(error=f"scoring failed: {_first_line(exc)}") for _ in chunk]
             for i, s in zip(chunk, scored, strict=True):
                 out[i] = s
         return out
 
-    def _score_chunk(self, pairs: list[tuple[list[int], list[int]]], top_k: int) -> list[TokenScores]:
+    def _canonical_ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _score_chunk(self, pairs: list[tuple[list[int], list[int]]], top_k: int,
+                     pit: tuple[float, float | None] | None = None,
+                     ends: list[bool] | None = None) -> list[TokenScores]:
         torch = self._torch
         longest = max(len(c) for _, c in pairs)
         if longest == 0:
@@ -316,8 +331,18 @@ class TransformersBackend:
                 if top_k > 0:
                     values, idx = rows.topk(min(top_k, rows.shape[-1]), dim=-1)
                     top = [list(zip(i, v, strict=True)) for i, v in zip(idx.tolist(), values.tolist(), strict=True)]
-                out.append(TokenScores(comp, self._token_strings(comp), chosen[:, 0].tolist(),
-                                       ranks.tolist(), entropy.tolist(), top, len(prompt)))
+                scores = TokenScores(comp, self._token_strings(comp), chosen[:, 0].tolist(),
+                                     ranks.tolist(), entropy.tolist(), top, len(prompt))
+                if pit is not None:
+                    window = logits[r, longest - c:longest + 1].float()
+                    targets = list(comp)
+                    if ends and ends[r] and self._stops:
+                        stops = sorted(self._stops)
+                        targets.append(stops[int(window[c, stops].argmax())])
+                    scores.pit = pit_parts(window[:len(targets)], targets, pit[0], pit[1])
+                    if pit[0] > 0:
+                        scores.temperature_ll = temperature_likelihoods(window[:len(targets)], targets)
+                out.append(scores)
         return out
 
     def describe(self) -> dict[str, Any]:
@@ -325,6 +350,67 @@ class TransformersBackend:
                 "dtype": self.dtype, "endpoint": None, "chat_template": self.template,
                 "batch_size": self.batch_size, "trust_remote_code": False,
                 "model_class": type(self.model).__name__}
+
+
+def _nucleus_mask(probs: Any, top_p: float) -> Any:
+    """1 for the tokens a top-p sampler keeps (probability of the more likely tokens before it < top_p, ties
+    by token id), else 0; rows of `probs` are distributions."""
+    import torch
+
+    order = torch.argsort(-probs, dim=-1, stable=True)
+    sorted_p = probs.gather(-1, order)
+    keep_sorted = ((sorted_p.cumsum(dim=-1) - sorted_p) < top_p).to(probs.dtype)
+    keep_sorted[..., 0] = 1
+    return torch.zeros_like(probs).scatter(-1, order, keep_sorted)
+
+
+def pit_parts(logits: Any, targets: Sequence[int], temperature: float,
+              top_p: float | None) -> list[tuple[float, float, float, float, float]]:
+    """Per position, what the same-model tests need about the target token under the distribution q that a
+    sampler at `temperature` and `top_p` draws from (tokens ranked by probability, ties by id):
+
+    (below, prob, surprisal, mean, var): the mass of q ranked before the target and the target's mass under q
+    (randomized PIT: below + V * prob is Uniform(0, 1) when the target was drawn from q); its surprisal
+    -log p_T(target) under the tempered, untruncated distribution (finite even outside the nucleus), and that
+    surprisal's mean and variance when the token is drawn from q. Temperature 0: q is a point mass on the
+    argmax, (0, 1, 0, 0, 0) for the argmax and (1, 0, 1, 0, 0) for any other token."""
+    import torch
+
+    t = torch.tensor(list(targets), device=logits.device)[:, None]
+    if temperature <= 0:
+        hit = (logits.argmax(dim=-1) == t[:, 0]).tolist()
+        return [(0.0, 1.0, 0.0, 0.0, 0.0) if h else (1.0, 0.0, 1.0, 0.0, 0.0) for h in hit]
+    logp = torch.log_softmax(logits.double() / temperature, dim=-1)
+    probs = logp.exp()
+    px = probs.gather(-1, t)
+    ids = torch.arange(probs.shape[-1], device=probs.device)[None, :]
+    before = (probs > px) | ((probs == px) & (ids < t))
+    below = (probs * before).sum(dim=-1)
+    prob = px[:, 0]
+    q = probs
+    if top_p is not None and top_p < 1:
+        q = probs * _nucleus_mask(probs, top_p)
+        mass = q.sum(dim=-1)
+        q = q / mass[:, None]
+        inside = below < top_p
+        below = torch.where(inside, below / mass, torch.ones_like(below))
+        prob = torch.where(inside, prob / mass, torch.zeros_like(prob))
+    f = (-logp).nan_to_num(posinf=0.0)  # tokens of probability 0 carry no mass under q
+    mean = (q * f).sum(dim=-1)
+    var = ((q * f * f).sum(dim=-1) - mean * mean).clamp(min=0)
+    surprisal = -logp.gather(-1, t)[:, 0]
+    return list(zip(below.clamp(0, 1).tolist(), prob.clamp(0, 1).tolist(), surprisal.tolist(), mean.tolist(),
+                    var.tolist(), strict=True))
+
+
+def temperature_likelihoods(logits: Any, targets: Sequence[int]) -> list[float]:
+    """Log-likelihood of the targets under softmax(logits / T) for every T of TEMPERATURE_GRID (the sampling
+    temperature that best explains a text is the grid value with the largest)."""
+    import torch
+
+    t = torch.tensor(list(targets), device=logits.device)[:, None]
+    x = logits.double()
+    return [float(torch.log_softmax(x / temp, dim=-1).gather(-1, t).sum()) for temp in TEMPERATURE_GRID]
 
 
 def _fold_system(messages: Messages) -> Messages:
