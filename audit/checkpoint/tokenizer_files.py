@@ -73,11 +73,16 @@ def _token_id(value: Any, path: Path, field: str) -> int:
     return value
 
 
+def _at_most(items: list[Any] | dict[str, Any], cap: int, path: Path, field: str, unit: str) -> None:
+    """InputError when a list or object field holds more than `cap` items (checked before looping over it)."""
+    if len(items) > cap:
+        raise InputError(f"{display_path(path)}: {field} has {len(items):,} {unit}, more than {cap:,}")
+
+
 def _vocab_map(vocab: Any, path: Path, field: str) -> dict[str, int]:
     if not isinstance(vocab, dict):
         raise _bad(path, field, "an object of token -> id", vocab)
-    if len(vocab) > MAX_VOCAB:
-        raise InputError(f"{display_path(path)}: {field} has {len(vocab):,} tokens, more than {MAX_VOCAB:,}")
+    _at_most(vocab, MAX_VOCAB, path, field, "tokens")
     for tok, idx in vocab.items():
         _token_id(idx, path, f"{field}[{tok[:40]!r}]")
     return vocab
@@ -106,8 +111,7 @@ def _from_tokenizer_json(path: Path) -> TokenizerData:
     vocab = model.get("vocab")
     added = _added_tokens(data.get("added_tokens"), path)
     if isinstance(vocab, list):  # Unigram: [[piece, score], ...]
-        if len(vocab) > MAX_VOCAB:
-            raise InputError(f"{display_path(path)}: model.vocab has {len(vocab):,} pieces, more than {MAX_VOCAB:,}")
+        _at_most(vocab, MAX_VOCAB, path, "model.vocab", "pieces")
         tokens = []
         for i, piece in enumerate(vocab):
             if not isinstance(piece, list) or not piece or not isinstance(piece[0], str):
@@ -129,8 +133,7 @@ def _added_tokens(items: Any, path: Path) -> list[tuple[str, int, bool]]:
         return []
     if not isinstance(items, list):
         raise _bad(path, "added_tokens", "a list", items)
-    if len(items) > MAX_VOCAB:
-        raise InputError(f"{display_path(path)}: added_tokens has {len(items):,} entries, more than {MAX_VOCAB:,}")
+    _at_most(items, MAX_VOCAB, path, "added_tokens", "entries")
     out = []
     for i, a in enumerate(items):
         if not isinstance(a, dict):
@@ -150,8 +153,7 @@ def _merges(merges: Any, path: Path) -> list[str]:
         return []
     if not isinstance(merges, list):
         raise _bad(path, "model.merges", "a list", merges)
-    if len(merges) > MAX_MERGES:
-        raise InputError(f"{display_path(path)}: model.merges has {len(merges):,} entries, more than {MAX_MERGES:,}")
+    _at_most(merges, MAX_MERGES, path, "model.merges", "entries")
     out = []
     for i, m in enumerate(merges):
         if isinstance(m, str):

@@ -522,9 +522,9 @@ def _temperature_fit(d: _RefData, k: int) -> float | None:
 
 def _greedy(lm: LocalModel, cache: GenerationCache, convs: list[Messages], options: TraceOptions) -> list[str]:
     """The reference's own greedy answers (for greedy-match at temperature 0)."""
-    from audit.probing.trace_local import sample
+    from audit.probing.trace_local import greedy_all
 
-    return [(sample(lm, cache, msgs, options.max_tokens, 0.0, options.seed, 1) or [""])[0] for msgs in convs]
+    return greedy_all(lm, cache, convs, options.max_tokens, options.seed)
 
 
 def _sample(lm: LocalModel, cache: GenerationCache, msgs: Messages, options: TraceOptions, i: int) -> list[str]:

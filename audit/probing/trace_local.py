@@ -57,10 +57,6 @@ class LocalModel:
         backend: Any = create_backend("transformers", model=path, device=device)
         self.backend = backend
         self.path = str(path)
-        self.model = self.backend.model
-        self.tokenizer = self.backend.tokenizer
-        self.add_special = self.backend.template != "checkpoint"
-        self._torch = self.backend._torch
         self.identity = _identity(Path(self.backend.path))
 
     # ---------------------------------------------------------------- text
@@ -68,23 +64,15 @@ class LocalModel:
     def render(self, messages: Messages) -> str:
         return cast(str, self.backend.render(messages))
 
-    def ids(self, text: str, special: bool = False) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
-
     def count(self, text: str) -> int:
         """Tokens of a piece of text (no special tokens)."""
-        return len(self.ids(text))
+        return len(self.backend._canonical_ids(text))
 
     def prompt_count(self, messages: Messages) -> int:
-        """Tokens of the templated conversation, as a server bills it."""
-        return len(self.ids(self.render(messages), special=self.add_special))
+        """Tokens of the templated conversation, as the backend (and a server) builds and bills it."""
+        return len(self.backend._prompt_ids(messages))
 
     # ---------------------------------------------------------------- generation
-
-    def generate(self, messages: Messages, max_tokens: int, temperature: float, seed: int,
-                 top_p: float | None = None) -> tuple[str, list[int]]:
-        """One completion (text, token ids); temperature 0 is greedy; sampling is seeded with `seed`."""
-        return self.generate_many(messages, max_tokens, temperature, seed, 1, top_p)[0]
 
     def generate_many(self, messages: Messages, max_tokens: int, temperature: float, seed: int, n: int,
                       top_p: float | None = None) -> list[tuple[str, list[int]]]:
@@ -160,14 +148,33 @@ class GenerationCache:
             pass
 
 
+def _key(model: LocalModel, messages: Messages, max_tokens: int, temperature: float, seed: int, n: int,
+         top_p: float | None) -> dict[str, Any]:
+    return {"model": model.identity, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,
+            "seed": seed, "n": n, "top_p": top_p, "sampler": "decode-loop/1"}
+
+
 def sample(model: LocalModel, cache: GenerationCache, messages: Messages, max_tokens: int, temperature: float,
            seed: int, n: int, top_p: float | None = None) -> list[str]:
     """n completions (one batch, seeded with `seed`) through the on-disk cache."""
-    key = {"model": model.identity, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,
-           "seed": seed, "n": n, "top_p": top_p, "sampler": "decode-loop/1"}
+    key = _key(model, messages, max_tokens, temperature, seed, n, top_p)
     hit = cache.get(key)
     if hit is not None:
         return hit
     texts = [t for t, _ in model.generate_many(messages, max_tokens, temperature, seed, n, top_p)]
     cache.put(key, texts)
     return texts
+
+
+def greedy_all(model: LocalModel, cache: GenerationCache, convs: list[Messages], max_tokens: int,
+               seed: int) -> list[str]:
+    """The greedy answer to every conversation, the ones not in the on-disk cache decoded in one batch."""
+    keys = [_key(model, msgs, max_tokens, 0.0, seed, 1, None) for msgs in convs]
+    answers: list[str | None] = [hit[0] if hit else None for hit in map(cache.get, keys)]
+    todo = [i for i, a in enumerate(answers) if a is None]
+    if todo:
+        rows = model.backend.generate([convs[i] for i in todo], max_tokens, 0.0, seed, 1)
+        for i, row in zip(todo, rows, strict=True):
+            answers[i] = row[0].text
+            cache.put(keys[i], [row[0].text])
+    return [a or "" for a in answers]
